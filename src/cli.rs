@@ -1,0 +1,178 @@
+//! Command-line interface: `bucketfs mount TARGET MOUNTPOINT [options]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "bucketfs", version, about = "Mount S3 buckets as POSIX directories")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount a bucket (or a prefix of it) at a directory.
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetadataSourceArg {
+    /// HeadObject per entry: modes, owners, times and symlinks from x-amz-meta-*.
+    Posix,
+    /// Listings only: mount defaults for mode/owner, LastModified for mtime.
+    Listing,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// `bucket`, `bucket/prefix` or `s3://bucket/prefix/`.
+    pub target: String,
+    /// An existing directory to mount on.
+    pub mountpoint: PathBuf,
+
+    /// S3 endpoint (MinIO, Ceph, R2, a local server...). Default: AWS.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region. Default: from the AWS configuration, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Named profile from the AWS config/credentials files.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), for most non-AWS servers.
+    #[arg(long)]
+    pub force_path_style: bool,
+
+    /// Mount read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Owner of files without x-amz-meta-uid. Default: the mounting user.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Group of files without x-amz-meta-gid. Default: the mounting user's group.
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Mode of files without x-amz-meta-mode (octal).
+    #[arg(long, default_value = "0644", value_parser = parse_octal)]
+    pub file_mode: u16,
+    /// Mode of directories without metadata (octal).
+    #[arg(long, default_value = "0755", value_parser = parse_octal)]
+    pub dir_mode: u16,
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// How long attributes, lookups and listings are cached, in seconds (fractions allowed).
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub metadata_ttl: std::time::Duration,
+    /// Where POSIX metadata comes from.
+    #[arg(long, value_enum, default_value = "posix")]
+    pub metadata_source: MetadataSourceArg,
+
+    /// Largest ranged GET for sequential reads, in MiB.
+    #[arg(long, default_value = "8")]
+    pub part_size: u64,
+    /// Memory for prefetched data across all open files, in MiB.
+    #[arg(long, default_value = "160")]
+    pub max_memory: u64,
+
+    /// Stay in the foreground (logs to stderr unless --log-file).
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Write logs to this file.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Debug logging (RUST_LOG overrides the filter).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+fn parse_octal(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode like 0644"))
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+}
+
+/// A parsed mount target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub bucket: String,
+    /// `""` or a prefix ending in `/`.
+    pub prefix: String,
+}
+
+/// Parse `bucket`, `bucket/prefix`, `s3://bucket/prefix/`.
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    let rest = s.strip_prefix("s3://").unwrap_or(s);
+    let (bucket, prefix) = match rest.split_once('/') {
+        Some((b, p)) => (b, p),
+        None => (rest, ""),
+    };
+    if bucket.is_empty() {
+        return Err(format!("{s:?}: no bucket name (expected bucket[/prefix] or s3://bucket/prefix/)"));
+    }
+    let segments: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
+    if segments.iter().any(|p| *p == "." || *p == "..") {
+        return Err(format!("{s:?}: the prefix may not contain . or .. segments"));
+    }
+    let prefix = if segments.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", segments.join("/"))
+    };
+    Ok(Target {
+        bucket: bucket.to_string(),
+        prefix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = |b: &str, p: &str| Target {
+            bucket: b.into(),
+            prefix: p.into(),
+        };
+        assert_eq!(parse_target("b").unwrap(), t("b", ""));
+        assert_eq!(parse_target("b/").unwrap(), t("b", ""));
+        assert_eq!(parse_target("b/p/q").unwrap(), t("b", "p/q/"));
+        assert_eq!(parse_target("s3://b/p/").unwrap(), t("b", "p/"));
+        assert_eq!(parse_target("s3://b").unwrap(), t("b", ""));
+        assert!(parse_target("s3://").is_err());
+        assert!(parse_target("b/../x").is_err());
+    }
+
+    #[test]
+    fn modes_and_ttl() {
+        assert_eq!(parse_octal("0640"), Ok(0o640));
+        assert!(parse_octal("999").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(std::time::Duration::from_millis(500)));
+        assert!(parse_seconds("-1").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        let c = Cli::try_parse_from([
+            "bucketfs", "mount", "s3://b/p", "/mnt", "--endpoint-url", "http://127.0.0.1:1",
+            "--metadata-source", "listing", "--file-mode", "0600", "--read-only",
+        ])
+        .unwrap();
+        let Command::Mount(m) = c.command;
+        assert_eq!(m.file_mode, 0o600);
+        assert_eq!(m.metadata_source, MetadataSourceArg::Listing);
+        assert!(m.read_only);
+    }
+}

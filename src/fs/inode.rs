@@ -1,0 +1,274 @@
+//! The inode table: stable inode numbers for (parent, name) pairs, the key each maps to,
+//! cached attributes with their expiry, and the kernel's lookup counts (an inode leaves
+//! the table when the kernel forgets it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::attr::{Kind, Stat};
+use super::error::{Error, Result};
+use super::readdir::Snapshot;
+use crate::store::ObjectMeta;
+
+pub const ROOT_INO: u64 = 1;
+
+/// One file, directory or symlink.
+#[derive(Debug)]
+pub struct Inode {
+    pub ino: u64,
+    pub parent: u64,
+    pub name: String,
+    /// Files and symlinks: the object key. Directories: the key prefix, ending in `/`
+    /// (the root's is the mount prefix, `""` for a whole bucket).
+    pub key: String,
+    pub kind: Kind,
+    pub state: Mutex<InodeState>,
+}
+
+/// The mutable part of an inode.
+#[derive(Debug)]
+pub struct InodeState {
+    pub lookups: u64,
+    pub stat: Stat,
+    /// Until when `stat` may be served without asking S3.
+    pub valid_until: Instant,
+    /// The last HeadObject response (files; directory markers), for xattrs and ETags.
+    pub meta: Option<Arc<ObjectMeta>>,
+    /// ETag from a listing when no HeadObject was made (listing mode).
+    pub listed_etag: Option<String>,
+    /// Directories: the latest listing, used to answer lookups without requests.
+    pub listing: Option<Arc<Mutex<Snapshot>>>,
+    /// ETag seen by the last open, so an unchanged object keeps its page cache.
+    pub last_open_etag: Option<String>,
+    pub symlink_target: Option<String>,
+}
+
+impl Inode {
+    pub fn stat(&self) -> Stat {
+        self.state.lock().unwrap().stat
+    }
+
+    /// The ETag we know for this object, from HeadObject or a listing.
+    pub fn etag(&self) -> Option<String> {
+        let st = self.state.lock().unwrap();
+        st.meta
+            .as_ref()
+            .map(|m| m.etag.clone())
+            .or_else(|| st.listed_etag.clone())
+    }
+}
+
+#[derive(Debug)]
+struct Tables {
+    by_ino: HashMap<u64, Arc<Inode>>,
+    by_name: HashMap<(u64, String), u64>,
+    next: u64,
+}
+
+/// All inodes the kernel may refer to.
+#[derive(Debug)]
+pub struct InodeTable {
+    t: Mutex<Tables>,
+}
+
+impl InodeTable {
+    pub fn new(root_key: &str, root_stat: Stat) -> Self {
+        let root = Arc::new(Inode {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            name: String::new(),
+            key: root_key.to_string(),
+            kind: Kind::Dir,
+            state: Mutex::new(InodeState {
+                lookups: 1,
+                stat: root_stat,
+                valid_until: far_future(),
+                meta: None,
+                listed_etag: None,
+                listing: None,
+                last_open_etag: None,
+                symlink_target: None,
+            }),
+        });
+        let mut by_ino = HashMap::new();
+        by_ino.insert(ROOT_INO, root);
+        InodeTable {
+            t: Mutex::new(Tables {
+                by_ino,
+                by_name: HashMap::new(),
+                next: ROOT_INO + 1,
+            }),
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Result<Arc<Inode>> {
+        self.t
+            .lock()
+            .unwrap()
+            .by_ino
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| Error::new(libc::ESTALE, format!("inode {ino} is not known")))
+    }
+
+    /// The inode for `name` in `parent` if the table has one.
+    pub fn child(&self, parent: u64, name: &str) -> Option<Arc<Inode>> {
+        let t = self.t.lock().unwrap();
+        let ino = t.by_name.get(&(parent, name.to_string()))?;
+        t.by_ino.get(ino).cloned()
+    }
+
+    /// The inode for `name` in `parent`, created (or replaced, if its kind changed) with
+    /// `stat`, valid until `valid_until`. `lookup` adds one kernel reference.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upsert(
+        &self,
+        parent: u64,
+        name: &str,
+        key: &str,
+        stat: Stat,
+        valid_until: Instant,
+        meta: Option<Arc<ObjectMeta>>,
+        listed_etag: Option<String>,
+        lookup: bool,
+    ) -> Arc<Inode> {
+        let mut t = self.t.lock().unwrap();
+        if let Some(ino) = t.by_name.get(&(parent, name.to_string())).copied() {
+            if let Some(inode) = t.by_ino.get(&ino).cloned() {
+                if inode.kind == stat.kind && inode.key == key {
+                    let mut s = inode.state.lock().unwrap();
+                    s.stat = stat;
+                    s.valid_until = valid_until;
+                    if meta.is_some() {
+                        s.meta = meta;
+                    }
+                    if listed_etag.is_some() {
+                        s.listed_etag = listed_etag;
+                    }
+                    if lookup {
+                        s.lookups += 1;
+                    }
+                    drop(s);
+                    return inode;
+                }
+            }
+        }
+        let ino = t.next;
+        t.next += 1;
+        let inode = Arc::new(Inode {
+            ino,
+            parent,
+            name: name.to_string(),
+            key: key.to_string(),
+            kind: stat.kind,
+            state: Mutex::new(InodeState {
+                lookups: u64::from(lookup),
+                stat,
+                valid_until,
+                meta,
+                listed_etag,
+                listing: None,
+                last_open_etag: None,
+                symlink_target: None,
+            }),
+        });
+        t.by_ino.insert(ino, inode.clone());
+        t.by_name.insert((parent, name.to_string()), ino);
+        inode
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut t = self.t.lock().unwrap();
+        let Some(inode) = t.by_ino.get(&ino).cloned() else {
+            return;
+        };
+        let left = {
+            let mut s = inode.state.lock().unwrap();
+            s.lookups = s.lookups.saturating_sub(n);
+            s.lookups
+        };
+        if left == 0 {
+            t.by_ino.remove(&ino);
+            let k = (inode.parent, inode.name.clone());
+            if t.by_name.get(&k) == Some(&ino) {
+                t.by_name.remove(&k);
+            }
+        }
+    }
+
+    /// Drop the name mapping of `name` in `parent` (it no longer exists).
+    pub fn unlink_name(&self, parent: u64, name: &str) {
+        self.t
+            .lock()
+            .unwrap()
+            .by_name
+            .remove(&(parent, name.to_string()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.t.lock().unwrap().by_ino.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(100 * 365 * 86_400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::attr::{dir_stat, Defaults};
+    use std::time::SystemTime;
+
+    fn st(kind: Kind) -> Stat {
+        let d = Defaults {
+            uid: 0,
+            gid: 0,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+        };
+        let mut s = dir_stat(&d, SystemTime::UNIX_EPOCH);
+        s.kind = kind;
+        s
+    }
+
+    #[test]
+    fn stable_numbers_and_forget() {
+        let t = InodeTable::new("", st(Kind::Dir));
+        let now = Instant::now();
+        let a = t.upsert(ROOT_INO, "a", "a", st(Kind::File), now, None, None, true);
+        let a2 = t.upsert(ROOT_INO, "a", "a", st(Kind::File), now, None, None, true);
+        assert_eq!(a.ino, a2.ino);
+        assert_eq!(a.state.lock().unwrap().lookups, 2);
+        t.forget(a.ino, 1);
+        assert!(t.get(a.ino).is_ok());
+        t.forget(a.ino, 1);
+        assert_eq!(t.get(a.ino).unwrap_err().errno, libc::ESTALE);
+        assert!(t.child(ROOT_INO, "a").is_none());
+        t.forget(ROOT_INO, 10);
+        assert!(t.get(ROOT_INO).is_ok());
+    }
+
+    #[test]
+    fn kind_change_gets_new_inode() {
+        let t = InodeTable::new("", st(Kind::Dir));
+        let now = Instant::now();
+        let f = t.upsert(ROOT_INO, "x", "x", st(Kind::File), now, None, None, true);
+        let d = t.upsert(ROOT_INO, "x", "x/", st(Kind::Dir), now, None, None, true);
+        assert_ne!(f.ino, d.ino);
+        assert_eq!(t.child(ROOT_INO, "x").unwrap().ino, d.ino);
+        // The old inode stays valid for the kernel until forgotten.
+        assert!(t.get(f.ino).is_ok());
+        t.forget(f.ino, 1);
+        assert_eq!(t.child(ROOT_INO, "x").unwrap().ino, d.ino);
+    }
+}

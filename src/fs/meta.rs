@@ -1,0 +1,59 @@
+//! The HeadObject cache: results (including "not found") live for the metadata TTL, and
+//! concurrent requests for the same key share one HeadObject. Statahead fills it ahead
+//! of the kernel's lookups after a readdir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Error, Result};
+use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind};
+
+/// `None` = the key does not exist.
+pub type HeadResult = Option<Arc<ObjectMeta>>;
+
+pub struct MetaCache<S> {
+    store: Arc<S>,
+    cache: Option<moka::future::Cache<String, HeadResult>>,
+}
+
+impl<S: ObjectStore> MetaCache<S> {
+    pub fn new(store: Arc<S>, ttl: Duration) -> Self {
+        let cache = (!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(200_000)
+                .build()
+        });
+        MetaCache { store, cache }
+    }
+
+    async fn fetch(store: Arc<S>, key: String) -> Result<HeadResult> {
+        match store.head(&key).await {
+            Ok(m) => Ok(Some(Arc::new(m))),
+            Err(e) if e.kind == StoreErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::from(e)),
+        }
+    }
+
+    /// HeadObject of `key`, from the cache when fresh.
+    pub async fn head(&self, key: &str) -> Result<HeadResult> {
+        match &self.cache {
+            None => Self::fetch(self.store.clone(), key.to_string()).await,
+            Some(c) => c
+                .try_get_with(key.to_string(), Self::fetch(self.store.clone(), key.to_string()))
+                .await
+                .map_err(|e: Arc<Error>| (*e).clone()),
+        }
+    }
+
+    /// The cached result for `key`, if any, without a request.
+    pub async fn peek(&self, key: &str) -> Option<HeadResult> {
+        self.cache.as_ref()?.get(key).await
+    }
+
+    pub async fn invalidate(&self, key: &str) {
+        if let Some(c) = &self.cache {
+            c.invalidate(key).await;
+        }
+    }
+}

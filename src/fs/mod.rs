@@ -1,0 +1,709 @@
+//! The filesystem core: POSIX operations over an [`ObjectStore`], with no FUSE types.
+//! `fuse.rs` adapts kernel requests to these async methods; unit tests call them
+//! directly over the in-memory store.
+
+pub mod attr;
+pub mod error;
+pub mod inode;
+pub mod meta;
+pub mod names;
+pub mod prefetch;
+pub mod read;
+pub mod readdir;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::store::counting::RequestStats;
+use crate::store::ObjectStore;
+use attr::{Defaults, Kind, MetadataSource, Stat};
+pub use error::{Error, Result};
+use inode::{Inode, InodeTable, ROOT_INO};
+use meta::MetaCache;
+use names::{check_request_name, dir_prefix, file_key, WarnOnce};
+use prefetch::PrefetchConfig;
+use read::{ReadHandle, Reader};
+use readdir::{Listed, Merger, Snapshot};
+
+/// How a mount behaves.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix of the mount's root: `""` or ending in `/`.
+    pub root_prefix: String,
+    pub defaults: Defaults,
+    pub metadata_ttl: Duration,
+    pub metadata_source: MetadataSource,
+    pub read_only: bool,
+    pub prefetch: PrefetchConfig,
+    /// HeadObjects statahead keeps in flight at once.
+    pub statahead_concurrency: usize,
+    /// How many entries ahead of the reader statahead looks.
+    pub statahead_window: usize,
+}
+
+impl FsConfig {
+    pub fn new(root_prefix: &str, defaults: Defaults) -> Self {
+        FsConfig {
+            root_prefix: root_prefix.to_string(),
+            defaults,
+            metadata_ttl: Duration::from_secs(1),
+            metadata_source: MetadataSource::Posix,
+            read_only: false,
+            prefetch: PrefetchConfig::default(),
+            statahead_concurrency: 64,
+            statahead_window: 1024,
+        }
+    }
+}
+
+/// An inode number with its attributes, as lookup and getattr return them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub stat: Stat,
+}
+
+/// One directory entry for readdir: `offset` is the position of the entry after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub offset: u64,
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// What open returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    /// The object is unchanged since the last open: the kernel may keep its page cache.
+    pub keep_cache: bool,
+}
+
+/// Answer of statfs.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// The name of the root xattr that reports request counts (reading it) and resets them
+/// (writing `reset`).
+pub const STATS_XATTR: &str = "user.bucketfs.stats";
+
+struct DirHandle {
+    dir: Arc<Inode>,
+    entries: Vec<DirEntry>,
+    merger: Option<Merger>,
+    token: Option<String>,
+    done: bool,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+/// The filesystem over one bucket (or one prefix of it).
+pub struct Filesystem<S> {
+    store: Arc<S>,
+    cfg: FsConfig,
+    inodes: InodeTable,
+    meta: Arc<MetaCache<S>>,
+    reader: Reader<S>,
+    warn: WarnOnce,
+    dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
+    files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
+    next_fh: AtomicU64,
+    stats: Option<Arc<RequestStats>>,
+    mounted_at: SystemTime,
+}
+
+impl<S: ObjectStore> Filesystem<S> {
+    pub fn new(store: Arc<S>, cfg: FsConfig, stats: Option<Arc<RequestStats>>) -> Self {
+        let now = SystemTime::now();
+        let root = attr::dir_stat(&cfg.defaults, now);
+        Filesystem {
+            meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
+            reader: Reader::new(store.clone(), cfg.prefetch),
+            inodes: InodeTable::new(&cfg.root_prefix, root),
+            store,
+            cfg,
+            warn: WarnOnce::default(),
+            dirs: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            stats,
+            mounted_at: now,
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.cfg.metadata_ttl
+    }
+
+    fn valid_until(&self) -> Instant {
+        Instant::now() + self.cfg.metadata_ttl
+    }
+
+    fn fresh(&self, t: Instant) -> bool {
+        t.elapsed() < self.cfg.metadata_ttl
+    }
+
+    fn posix(&self) -> bool {
+        self.cfg.metadata_source == MetadataSource::Posix
+    }
+
+    fn dir_inode(&self, ino: u64) -> Result<Arc<Inode>> {
+        let d = self.inodes.get(ino)?;
+        if d.kind != Kind::Dir {
+            return Err(Error::new(libc::ENOTDIR, format!("{}: not a directory", d.key)));
+        }
+        Ok(d)
+    }
+
+    // ----- lookup -----
+
+    /// Resolve `name` in directory `parent`. Adds one kernel reference to the result.
+    pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let name = check_request_name(name).map_err(|e| {
+            if e.errno == libc::EINVAL {
+                Error::new(libc::ENOENT, e.message)
+            } else {
+                e
+            }
+        })?;
+        let dir = self.dir_inode(parent)?;
+        let key = file_key(&dir.key, name)?;
+        let prefix = dir_prefix(&dir.key, name)?;
+
+        // A fresh listing of the parent answers without a request for the name itself.
+        let snap = dir.state.lock().unwrap().listing.clone();
+        if let Some(snap) = snap {
+            let listed = {
+                let mut s = snap.lock().unwrap();
+                if self.fresh(s.updated) {
+                    match s.get(name).map(|(i, l)| (i, l.clone())) {
+                        Some((idx, l)) => {
+                            s.lookups += 1;
+                            self.maybe_statahead(&dir, &mut s, idx);
+                            Some(Some(l))
+                        }
+                        None if s.complete => Some(None),
+                        None => None,
+                    }
+                } else {
+                    None
+                }
+            };
+            match listed {
+                Some(Some(l)) => {
+                    if let Some(a) = self.resolve_listed(&dir, &l, &key, &prefix).await? {
+                        return Ok(a);
+                    }
+                }
+                Some(None) => return Err(Error::enoent(&key)),
+                None => {}
+            }
+        }
+        self.probe(&dir, name, &key, &prefix).await
+    }
+
+    /// Attributes of an entry a listing showed. `None` if it vanished since.
+    async fn resolve_listed(
+        &self,
+        dir: &Arc<Inode>,
+        l: &Listed,
+        key: &str,
+        prefix: &str,
+    ) -> Result<Option<Attr>> {
+        match l.kind {
+            Kind::Dir => Ok(Some(self.found_dir(dir, &l.name, prefix, None).await?)),
+            _ if self.posix() => match self.meta.head(key).await? {
+                Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
+                None => Ok(None),
+            },
+            _ => {
+                let s = l.summary.as_ref().expect("listed file has a summary");
+                let stat = attr::stat_from_summary(s, &self.cfg.defaults);
+                let inode = self.inodes.upsert(
+                    dir.ino,
+                    &l.name,
+                    key,
+                    stat,
+                    self.valid_until(),
+                    None,
+                    Some(s.etag.clone()),
+                    true,
+                );
+                Ok(Some(Attr {
+                    ino: inode.ino,
+                    stat,
+                }))
+            }
+        }
+    }
+
+    /// Ask S3 whether `name` is a directory (any key under `prefix`) or an object
+    /// (`key`), both at once. A directory wins over an object of the same name.
+    async fn probe(&self, dir: &Arc<Inode>, name: &str, key: &str, prefix: &str) -> Result<Attr> {
+        let (head, list) = tokio::join!(
+            self.meta.head(key),
+            self.store.list(prefix, Some("/"), None, Some(1))
+        );
+        let list = list.map_err(Error::from)?;
+        if !list.objects.is_empty() || !list.prefixes.is_empty() {
+            let marker = list.objects.first().is_some_and(|o| o.key == prefix);
+            if let Ok(Some(_)) = &head {
+                if self.warn.first(key) {
+                    warn!(key, "object is shadowed by a directory of the same name and is not reachable");
+                }
+            }
+            let marker_meta = if marker && self.posix() {
+                self.meta.head(prefix).await?
+            } else {
+                None
+            };
+            return self.found_dir(dir, name, prefix, Some(marker_meta)).await;
+        }
+        match head? {
+            Some(m) => Ok(self.found_object(dir, name, key, m)),
+            None => Err(Error::enoent(key)),
+        }
+    }
+
+    /// Record a directory `name` in `dir`. `marker` is the marker's HeadObject when the
+    /// caller already knows it (`Some(None)`: known to have none).
+    async fn found_dir(
+        &self,
+        dir: &Arc<Inode>,
+        name: &str,
+        prefix: &str,
+        marker: Option<Option<Arc<crate::store::ObjectMeta>>>,
+    ) -> Result<Attr> {
+        let marker = match marker {
+            Some(m) => m,
+            None if self.posix() => self.meta.head(prefix).await?,
+            None => None,
+        };
+        let stat = match &marker {
+            Some(m) => attr::stat_from_meta(m, Kind::Dir, self.cfg.metadata_source, &self.cfg.defaults),
+            None => attr::dir_stat(&self.cfg.defaults, self.mounted_at),
+        };
+        let inode = self
+            .inodes
+            .upsert(dir.ino, name, prefix, stat, self.valid_until(), marker, None, true);
+        Ok(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    fn found_object(&self, dir: &Arc<Inode>, name: &str, key: &str, m: Arc<crate::store::ObjectMeta>) -> Attr {
+        let kind = if self.posix() { attr::kind_from_meta(&m) } else { Kind::File };
+        let stat = attr::stat_from_meta(&m, kind, self.cfg.metadata_source, &self.cfg.defaults);
+        let inode = self
+            .inodes
+            .upsert(dir.ino, name, key, stat, self.valid_until(), Some(m), None, true);
+        Attr {
+            ino: inode.ino,
+            stat,
+        }
+    }
+
+    /// After a readdir, a second lookup in listing order means a `ls -l`-like walk:
+    /// fetch the metadata of the following entries in parallel, ahead of the kernel.
+    fn maybe_statahead(&self, dir: &Arc<Inode>, s: &mut Snapshot, idx: usize) {
+        if !self.posix() || s.lookups < 2 {
+            return;
+        }
+        let from = s.statahead_upto.max(idx + 1);
+        let to = (idx + 1 + self.cfg.statahead_window).min(s.order.len());
+        if from >= to || to - from < self.cfg.statahead_window / 4 && to < s.order.len() {
+            return;
+        }
+        s.statahead_upto = to;
+        let keys: Vec<String> = s.order[from..to]
+            .iter()
+            .map(|l| match l.kind {
+                Kind::Dir => format!("{}{}/", dir.key, l.name),
+                _ => format!("{}{}", dir.key, l.name),
+            })
+            .collect();
+        debug!(dir = %dir.key, from, to, "statahead");
+        let meta = self.meta.clone();
+        let conc = self.cfg.statahead_concurrency.max(1);
+        tokio::spawn(async move {
+            futures::stream::iter(keys)
+                .for_each_concurrent(conc, |k| {
+                    let meta = meta.clone();
+                    async move {
+                        let _ = meta.head(&k).await;
+                    }
+                })
+                .await;
+        });
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    // ----- attributes -----
+
+    pub async fn getattr(&self, ino: u64) -> Result<Attr> {
+        let inode = self.inodes.get(ino)?;
+        let (stat, until) = {
+            let s = inode.state.lock().unwrap();
+            (s.stat, s.valid_until)
+        };
+        if Instant::now() < until || inode.kind == Kind::Dir {
+            return Ok(Attr { ino, stat });
+        }
+        self.refresh(&inode).await
+    }
+
+    /// Re-read a file's attributes from S3.
+    async fn refresh(&self, inode: &Arc<Inode>) -> Result<Attr> {
+        let m = self
+            .meta
+            .head(&inode.key)
+            .await?
+            .ok_or_else(|| Error::enoent(&inode.key))?;
+        let stat = attr::stat_from_meta(&m, inode.kind, self.cfg.metadata_source, &self.cfg.defaults);
+        let mut s = inode.state.lock().unwrap();
+        s.stat = stat;
+        s.valid_until = self.valid_until();
+        s.meta = Some(m);
+        Ok(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    // ----- directories -----
+
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let dir = self.dir_inode(ino)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let h = DirHandle {
+            dir,
+            entries: Vec::new(),
+            merger: None,
+            token: None,
+            done: false,
+            snapshot: Arc::new(Mutex::new(Snapshot::new())),
+        };
+        self.dirs
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(tokio::sync::Mutex::new(h)));
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    /// Entries from position `offset` on (0 = start); at least one page's worth unless
+    /// the directory is exhausted (then empty).
+    pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<DirEntry>> {
+        let h = self
+            .dirs
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::new(libc::EBADF, format!("no directory handle {fh}")))?;
+        let mut h = h.lock().await;
+        if h.dir.ino != ino {
+            return Err(Error::new(libc::EBADF, "directory handle of another inode"));
+        }
+        if offset == 0 {
+            self.start_listing(&mut h);
+        }
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push(DirEntry {
+                ino,
+                offset: 1,
+                kind: Kind::Dir,
+                name: ".".into(),
+            });
+        }
+        if offset <= 1 {
+            out.push(DirEntry {
+                ino: h.dir.parent,
+                offset: 2,
+                kind: Kind::Dir,
+                name: "..".into(),
+            });
+        }
+        let start = offset.saturating_sub(2) as usize;
+        while h.entries.len() <= start && !h.done {
+            self.next_page(&mut h).await?;
+        }
+        out.extend(h.entries.iter().skip(start).cloned());
+        Ok(out)
+    }
+
+    fn start_listing(&self, h: &mut DirHandle) {
+        h.entries.clear();
+        h.token = None;
+        h.done = false;
+        h.merger = Some(Merger::new(&h.dir.key));
+        // A complete, fresh listing of this directory is reused as it is.
+        let cached = h.dir.state.lock().unwrap().listing.clone();
+        if let Some(snap) = cached {
+            let s = snap.lock().unwrap();
+            if s.complete && self.fresh(s.updated) {
+                let items = s.order.clone();
+                drop(s);
+                self.append_entries(h, &items);
+                h.done = true;
+                h.snapshot = snap;
+                return;
+            }
+        }
+        h.snapshot = Arc::new(Mutex::new(Snapshot::new()));
+        h.dir.state.lock().unwrap().listing = Some(h.snapshot.clone());
+    }
+
+    async fn next_page(&self, h: &mut DirHandle) -> Result<()> {
+        let page = self
+            .store
+            .list(&h.dir.key, Some("/"), h.token.take(), None)
+            .await
+            .map_err(Error::from)?;
+        let merger = h.merger.as_mut().expect("listing started");
+        let items = merger.push_page(&page, &self.warn);
+        {
+            let mut s = h.snapshot.lock().unwrap();
+            s.add(&items);
+            s.has_marker |= merger.has_marker;
+            if page.next_token.is_none() {
+                s.complete = true;
+            }
+        }
+        self.append_entries(h, &items);
+        h.token = page.next_token;
+        h.done = h.token.is_none();
+        Ok(())
+    }
+
+    fn append_entries(&self, h: &mut DirHandle, items: &[Listed]) {
+        for l in items {
+            let (key, stat) = match l.kind {
+                Kind::Dir => (
+                    format!("{}{}/", h.dir.key, l.name),
+                    attr::dir_stat(&self.cfg.defaults, self.mounted_at),
+                ),
+                _ => (
+                    format!("{}{}", h.dir.key, l.name),
+                    attr::stat_from_summary(l.summary.as_ref().expect("summary"), &self.cfg.defaults),
+                ),
+            };
+            let ino = match self.inodes.child(h.dir.ino, &l.name) {
+                Some(i) if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) => i.ino,
+                _ => {
+                    self.inodes
+                        .upsert(h.dir.ino, &l.name, &key, stat, Instant::now(), None, None, false)
+                        .ino
+                }
+            };
+            let kind = self
+                .inodes
+                .get(ino)
+                .map(|i| i.kind)
+                .unwrap_or(l.kind);
+            let offset = h.entries.len() as u64 + 3;
+            h.entries.push(DirEntry {
+                ino,
+                offset,
+                kind,
+                name: l.name.clone(),
+            });
+        }
+    }
+
+    // ----- files -----
+
+    /// Open a file for reading. Writes are not supported yet (EROFS).
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
+        let inode = self.inodes.get(ino)?;
+        if inode.kind == Kind::Dir {
+            return Err(Error::new(libc::EISDIR, format!("{}: is a directory", inode.key)));
+        }
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(Error::new(
+                libc::EROFS,
+                format!("{}: this mount is read-only", inode.key),
+            ));
+        }
+        // Close-to-open: revalidate unless attributes are fresh.
+        let (mut etag, mut size, fresh) = {
+            let s = inode.state.lock().unwrap();
+            let etag = s
+                .meta
+                .as_ref()
+                .map(|m| m.etag.clone())
+                .or_else(|| s.listed_etag.clone());
+            (etag, s.stat.size, Instant::now() < s.valid_until)
+        };
+        let mut meta = inode.state.lock().unwrap().meta.clone();
+        if !fresh || etag.is_none() {
+            let a = self.refresh(&inode).await?;
+            meta = inode.state.lock().unwrap().meta.clone();
+            etag = meta.as_ref().map(|m| m.etag.clone());
+            size = a.stat.size;
+        }
+        let etag = etag.unwrap_or_default();
+        if let Some(m) = &meta {
+            if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
+                warn!(key = %inode.key, storage_class = ?m.storage_class, "object is archived and not restored: restore it before reading");
+                return Err(Error::new(
+                    libc::EACCES,
+                    format!(
+                        "{}: object is in storage class {} and must be restored before it can be read",
+                        inode.key,
+                        m.storage_class.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        let keep_cache = {
+            let mut s = inode.state.lock().unwrap();
+            let same = s.last_open_etag.as_deref() == Some(etag.as_str());
+            s.last_open_etag = Some(etag.clone());
+            same
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(ReadHandle::new(&inode.key, &etag, size)));
+        Ok(Opened { fh, keep_cache })
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let h = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::new(libc::EBADF, format!("no file handle {fh}")))?;
+        h.read(&self.reader, offset, size).await
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files.lock().unwrap().remove(&fh);
+    }
+
+    pub async fn readlink(&self, ino: u64) -> Result<String> {
+        let inode = self.inodes.get(ino)?;
+        if inode.kind != Kind::Symlink {
+            return Err(Error::new(libc::EINVAL, format!("{}: not a symlink", inode.key)));
+        }
+        if let Some(t) = inode.state.lock().unwrap().symlink_target.clone() {
+            return Ok(t);
+        }
+        let size = inode.stat().size.min(4096);
+        let body = self
+            .store
+            .get_range(&inode.key, 0..size, None)
+            .await
+            .map_err(Error::from)?;
+        let target = String::from_utf8(body.to_vec())
+            .map_err(|_| Error::eio(format!("{}: symlink target is not UTF-8", inode.key)))?;
+        inode.state.lock().unwrap().symlink_target = Some(target.clone());
+        Ok(target)
+    }
+
+    // ----- xattrs -----
+
+    /// The metadata xattrs come from: the object, or a directory's marker.
+    async fn xattr_meta(&self, inode: &Arc<Inode>) -> Result<Option<Arc<crate::store::ObjectMeta>>> {
+        if inode.ino == ROOT_INO && inode.key.is_empty() {
+            return Ok(None);
+        }
+        let m = self.meta.head(&inode.key).await?;
+        if m.is_none() && inode.kind != Kind::Dir {
+            return Err(Error::enoent(&inode.key));
+        }
+        Ok(m)
+    }
+
+    pub async fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let inode = self.inodes.get(ino)?;
+        let name = std::str::from_utf8(name).map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
+        if ino == ROOT_INO && name == STATS_XATTR {
+            if let Some(s) = &self.stats {
+                return Ok(s.to_json().into_bytes());
+            }
+        }
+        let m = self.xattr_meta(&inode).await?;
+        m.and_then(|m| attr::xattr_value(&m, name))
+            .ok_or_else(|| Error::new(libc::ENODATA, format!("{}: no attribute {name}", inode.key)))
+    }
+
+    pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
+        let inode = self.inodes.get(ino)?;
+        Ok(self
+            .xattr_meta(&inode)
+            .await?
+            .map(|m| attr::xattr_names(&m))
+            .unwrap_or_default())
+    }
+
+    pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {
+        if ino == ROOT_INO && name == STATS_XATTR.as_bytes() {
+            if let Some(s) = &self.stats {
+                if value == b"reset" {
+                    s.reset();
+                    info!("request counters reset");
+                    return Ok(());
+                }
+            }
+            return Err(Error::new(libc::EINVAL, "write 'reset' to reset the counters"));
+        }
+        Err(Error::new(libc::EROFS, "setting xattrs is not supported yet"))
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        StatFs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            bavail: 1 << 40,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: 4096,
+            namelen: names::NAME_MAX as u32,
+        }
+    }
+
+    /// Log the request counters (SIGUSR1, unmount).
+    pub fn log_stats(&self, why: &str) {
+        if let Some(s) = &self.stats {
+            info!(event = why, "S3 requests: {}", s.summary());
+        }
+    }
+
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! Directory listings: turning ListObjectsV2 pages (with `/` as delimiter) into directory
+//! entries. Applies the shadowing rule (an object `a` and a prefix `a/` both exist: `a` is
+//! a directory, the object is hidden and logged once) even when the two fall on different
+//! pages, skips keys that cannot be names, and keeps a per-directory [`Snapshot`] that
+//! answers lookups without further requests while it is fresh.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use tracing::warn;
+
+use super::attr::Kind;
+use super::names::{check_listed_name, WarnOnce};
+use crate::store::{ListPage, ObjectSummary};
+
+/// One name in a directory as the listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub name: String,
+    /// `File` or `Dir`: a listing cannot tell symlinks from files.
+    pub kind: Kind,
+    /// The object, for files.
+    pub summary: Option<ObjectSummary>,
+}
+
+/// Merges listing pages of one directory into entries, in order, exactly once each.
+#[derive(Debug)]
+pub struct Merger {
+    prefix: String,
+    /// Files seen but not yet emitted: a prefix `name/` may still follow on a later page.
+    pending: BTreeMap<String, ObjectSummary>,
+    /// Whether the directory's own marker (`prefix` itself) was seen.
+    pub has_marker: bool,
+}
+
+impl Merger {
+    pub fn new(prefix: &str) -> Self {
+        Merger {
+            prefix: prefix.to_string(),
+            pending: BTreeMap::new(),
+            has_marker: false,
+        }
+    }
+
+    fn name_of<'a>(&self, key: &'a str, warn_once: &WarnOnce) -> Option<&'a str> {
+        let name = key.strip_prefix(self.prefix.as_str())?;
+        match check_listed_name(name) {
+            Ok(()) => Some(name),
+            Err(why) => {
+                if warn_once.first(key) {
+                    warn!(key, reason = ?why, "skipping key that cannot be a file name");
+                }
+                None
+            }
+        }
+    }
+
+    /// Take one page; return the entries that are now final.
+    pub fn push_page(&mut self, page: &ListPage, warn_once: &WarnOnce) -> Vec<Listed> {
+        let mut out = Vec::new();
+        for p in &page.prefixes {
+            let Some(stripped) = p.strip_suffix('/') else {
+                continue;
+            };
+            let Some(name) = self.name_of(stripped, warn_once) else {
+                continue;
+            };
+            if let Some(hidden) = self.pending.remove(name) {
+                if warn_once.first(&hidden.key) {
+                    warn!(key = %hidden.key, "object is shadowed by a directory of the same name and is not reachable");
+                }
+            }
+            out.push(Listed {
+                name: name.to_string(),
+                kind: Kind::Dir,
+                summary: None,
+            });
+        }
+        for o in &page.objects {
+            if o.key == self.prefix {
+                self.has_marker = true;
+                continue;
+            }
+            // A key ending in `/` listed as an object can only be this directory's marker
+            // with a delimiter; be defensive about servers that differ.
+            if o.key.ends_with('/') {
+                continue;
+            }
+            let Some(name) = self.name_of(&o.key, warn_once) else {
+                continue;
+            };
+            self.pending.insert(name.to_string(), o.clone());
+        }
+        // Everything up to the last key of this page has been seen. A pending file `n` is
+        // final once the listing has passed `n/` (a prefix `n/` would have appeared).
+        let last = page
+            .objects
+            .last()
+            .map(|o| o.key.as_str())
+            .into_iter()
+            .chain(page.prefixes.last().map(String::as_str))
+            .max()
+            .map(str::to_string);
+        if page.next_token.is_none() {
+            return self.finish(out);
+        }
+        if let Some(last) = last {
+            let done: Vec<String> = self
+                .pending
+                .keys()
+                .filter(|n| format!("{}{n}/", self.prefix).as_str() < last.as_str())
+                .cloned()
+                .collect();
+            for n in done {
+                let s = self.pending.remove(&n).expect("pending name");
+                out.push(Listed {
+                    name: n,
+                    kind: Kind::File,
+                    summary: Some(s),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn finish(&mut self, mut out: Vec<Listed>) -> Vec<Listed> {
+        for (n, s) in std::mem::take(&mut self.pending) {
+            out.push(Listed {
+                name: n,
+                kind: Kind::File,
+                summary: Some(s),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// What the latest listing of a directory said, for lookups.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// When the last page arrived.
+    pub updated: Instant,
+    /// The whole directory has been listed: a name not here does not exist.
+    pub complete: bool,
+    pub has_marker: bool,
+    pub entries: HashMap<String, usize>,
+    /// Entries in listing order (statahead walks this).
+    pub order: Vec<Listed>,
+    /// Statahead has been started up to this index of `order`.
+    pub statahead_upto: usize,
+    /// Lookups served from this snapshot (statahead starts on the second).
+    pub lookups: usize,
+}
+
+impl Snapshot {
+    pub fn new() -> Self {
+        Snapshot {
+            updated: Instant::now(),
+            complete: false,
+            has_marker: false,
+            entries: HashMap::new(),
+            order: Vec::new(),
+            statahead_upto: 0,
+            lookups: 0,
+        }
+    }
+
+    pub fn add(&mut self, items: &[Listed]) {
+        for l in items {
+            if let Some(&i) = self.entries.get(&l.name) {
+                self.order[i] = l.clone();
+            } else {
+                self.entries.insert(l.name.clone(), self.order.len());
+                self.order.push(l.clone());
+            }
+        }
+        self.updated = Instant::now();
+    }
+
+    pub fn get(&self, name: &str) -> Option<(usize, &Listed)> {
+        let i = *self.entries.get(name)?;
+        Some((i, &self.order[i]))
+    }
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::ObjectStore;
+
+    /// List `prefix` of `store` page by page through a merger.
+    async fn list_all(store: &MemoryStore, prefix: &str) -> (Vec<Listed>, bool, usize) {
+        let warn = WarnOnce::default();
+        let mut m = Merger::new(prefix);
+        let mut token = None;
+        let mut out = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = store.list(prefix, Some("/"), token, None).await.unwrap();
+            pages += 1;
+            out.extend(m.push_page(&page, &warn));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        (out, m.has_marker, pages)
+    }
+
+    fn names(v: &[Listed]) -> Vec<(String, Kind)> {
+        v.iter().map(|l| (l.name.clone(), l.kind)).collect()
+    }
+
+    #[tokio::test]
+    async fn hostile_keys_are_skipped_or_contained() {
+        let s = MemoryStore::new();
+        for k in [
+            "a//b",
+            "x/./y",
+            "x/../z",
+            "../evil",
+            "ok.txt",
+            "new\nline",
+            "dir/",
+            "clash",
+            "clash/child",
+            "emptyseg//",
+        ] {
+            s.put(k, "x");
+        }
+        s.put("dirbody/", "this marker has a body");
+        s.put(&"L".repeat(300), "long");
+        let (root, _, _) = list_all(&s, "").await;
+        assert_eq!(
+            names(&root),
+            vec![
+                ("a".into(), Kind::Dir),
+                ("clash".into(), Kind::Dir),
+                ("dir".into(), Kind::Dir),
+                ("dirbody".into(), Kind::Dir),
+                ("emptyseg".into(), Kind::Dir),
+                ("new\nline".into(), Kind::File),
+                ("ok.txt".into(), Kind::File),
+                ("x".into(), Kind::Dir),
+            ]
+        );
+        // `a//b`: the empty segment is skipped, so `a` lists as empty; nothing escapes.
+        let (a, _, _) = list_all(&s, "a/").await;
+        assert!(a.is_empty());
+        // `x/./y` and `x/../z` list nothing under `x`.
+        let (x, _, _) = list_all(&s, "x/").await;
+        assert!(x.is_empty());
+        let (clash, _, _) = list_all(&s, "clash/").await;
+        assert_eq!(names(&clash), vec![("child".into(), Kind::File)]);
+        let (d, marker, _) = list_all(&s, "dirbody/").await;
+        assert!(d.is_empty());
+        assert!(marker);
+    }
+
+    #[tokio::test]
+    async fn paging_lists_every_entry_once() {
+        let s = MemoryStore::with_page_size(100);
+        for i in 0..2500 {
+            s.put(&format!("big/f{i:05}"), "x");
+        }
+        for i in 0..30 {
+            s.put(&format!("big/d{i:03}/inner"), "x");
+        }
+        let (all, _, pages) = list_all(&s, "big/").await;
+        assert_eq!(all.len(), 2530);
+        assert_eq!(pages, 26);
+        let mut seen = std::collections::HashSet::new();
+        for l in &all {
+            assert!(seen.insert(l.name.clone()), "duplicate {}", l.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn shadowing_across_a_page_boundary() {
+        // Page size 2: `p/a` ends page 1, `p/a.txt` and `p/a/` (prefix) come later.
+        let s = MemoryStore::with_page_size(2);
+        s.put("p/0", "x");
+        s.put("p/a", "hidden object");
+        s.put("p/a.txt", "x");
+        s.put("p/a/inner", "x");
+        s.put("p/b", "x");
+        let (all, _, _) = list_all(&s, "p/").await;
+        assert_eq!(
+            names(&all),
+            vec![
+                ("0".into(), Kind::File),
+                ("a".into(), Kind::Dir),
+                ("a.txt".into(), Kind::File),
+                ("b".into(), Kind::File),
+            ]
+        );
+    }
+
+    #[test]
+    fn snapshot_add_and_get() {
+        let mut s = Snapshot::new();
+        let l = Listed {
+            name: "a".into(),
+            kind: Kind::File,
+            summary: None,
+        };
+        s.add(&[l.clone(), l.clone()]);
+        assert_eq!(s.order.len(), 1);
+        assert_eq!(s.get("a").unwrap().0, 0);
+        assert!(s.get("b").is_none());
+    }
+}

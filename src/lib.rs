@@ -1,0 +1,9 @@
+//! bucketfs: mount an S3 bucket (AWS or any S3-compatible store) as a POSIX directory.
+//!
+//! Data flows FUSE -> `fuse` (adapter) -> `fs` (core, FUSE-free) -> `store` (S3).
+
+pub mod cli;
+pub mod fs;
+pub mod fuse;
+pub mod mount;
+pub mod store;

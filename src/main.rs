@@ -1,0 +1,11 @@
+//! The `bucketfs` command.
+
+use clap::Parser;
+
+fn main() {
+    let cli = bucketfs::cli::Cli::parse();
+    let code = match cli.command {
+        bucketfs::cli::Command::Mount(args) => bucketfs::mount::run(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,361 @@
+//! Mounting: checks that can fail before anything is mounted (target, mountpoint, bucket,
+//! credentials, endpoint), daemonizing with a status pipe so the parent exits 0 only once
+//! the mount is live (or prints one readable line and exits non-zero), then serving the
+//! FUSE session until unmount or SIGTERM. SIGUSR1 logs the S3 request counts.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{parse_target, MetadataSourceArg, MountArgs, Target};
+use crate::fs::attr::{Defaults, MetadataSource};
+use crate::fs::{FsConfig, Filesystem};
+use crate::fuse::FuseAdapter;
+use crate::store::counting::CountingStore;
+use crate::store::s3::{S3Config, S3Store};
+use crate::store::{ObjectStore, StoreErrorKind};
+
+const OK: &str = "ok";
+
+/// Run `bucketfs mount`; returns the process exit code.
+pub fn run(args: MountArgs) -> i32 {
+    let checked = match check(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("bucketfs: {msg}");
+            return 1;
+        }
+    };
+    if args.foreground {
+        return match serve(&args, &checked, None) {
+            Ok(()) => 0,
+            Err(msg) => {
+                eprintln!("bucketfs: {msg}");
+                1
+            }
+        };
+    }
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bucketfs: cannot create a pipe: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: no threads exist yet (no runtime, no logging threads): fork is sound here.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => {
+            eprintln!("bucketfs: cannot fork: {e}");
+            1
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = File::from(rd).read_to_string(&mut msg);
+            if msg == OK {
+                0
+            } else if msg.is_empty() {
+                eprintln!("bucketfs: the mount process exited before the mount was ready");
+                1
+            } else {
+                eprintln!("bucketfs: {msg}");
+                1
+            }
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            let mut status = Some(File::from(wr));
+            match serve(&args, &checked, Some(&mut status)) {
+                Ok(()) => 0,
+                Err(msg) => {
+                    report(&mut status, &msg);
+                    1
+                }
+            }
+        }
+    }
+}
+
+/// What `check` established.
+struct Checked {
+    target: Target,
+    mountpoint: PathBuf,
+    log_file: Option<PathBuf>,
+}
+
+/// Everything that can be checked without threads, before forking.
+fn check(args: &MountArgs) -> Result<Checked, String> {
+    let target = parse_target(&args.target)?;
+    let mp = &args.mountpoint;
+    let meta = std::fs::metadata(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("mountpoint {} is not a directory", mp.display()));
+    }
+    let mountpoint = std::fs::canonicalize(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
+    if is_mountpoint(&mountpoint) {
+        return Err(format!(
+            "mountpoint {} is already mounted (unmount it first: fusermount3 -u {})",
+            mountpoint.display(),
+            mountpoint.display()
+        ));
+    }
+    let log_file = match &args.log_file {
+        Some(p) => {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("log file {}: {e}", p.display()))?;
+            Some(std::path::absolute(p).map_err(|e| format!("log file {}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    Ok(Checked {
+        target,
+        mountpoint,
+        log_file,
+    })
+}
+
+/// Whether `path` is a mount point, from /proc/self/mountinfo.
+fn is_mountpoint(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == want)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn report(status: &mut Option<File>, msg: &str) {
+    if let Some(mut f) = status.take() {
+        let _ = f.write_all(msg.as_bytes());
+    }
+}
+
+fn init_logging(args: &MountArgs, log_file: Option<&Path>, background: bool) {
+    let default = if args.debug { "info,bucketfs=debug" } else { "warn,bucketfs=info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let file = log_file.and_then(|p| File::options().create(true).append(true).open(p).ok());
+    match file {
+        Some(f) => {
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init();
+        }
+        None if background => {
+            let _ = builder.with_writer(std::io::sink).try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+}
+
+fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> String {
+    let b = &t.bucket;
+    match e.kind {
+        StoreErrorKind::NoSuchBucket => format!("bucket {b:?} does not exist at {endpoint}"),
+        StoreErrorKind::NotFound => format!("bucket {b:?} not found at {endpoint} ({})", e.message),
+        StoreErrorKind::AccessDenied => format!(
+            "access denied to bucket {b:?} at {endpoint}: check the credentials and their permissions ({})",
+            e.message
+        ),
+        StoreErrorKind::Unreachable => format!("cannot reach the S3 endpoint {endpoint}: {}", e.message),
+        _ if e.message.to_ascii_lowercase().contains("credential") => format!(
+            "no usable AWS credentials (environment, profile, SSO or instance role): {}",
+            e.message
+        ),
+        _ => format!("cannot list bucket {b:?} at {endpoint}: {}", e.message),
+    }
+}
+
+/// Connect, check the bucket, mount, and serve until unmounted.
+fn serve(args: &MountArgs, c: &Checked, mut status: Option<&mut Option<File>>) -> Result<(), String> {
+    let background = status.is_some();
+    init_logging(args, c.log_file.as_deref(), background);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .thread_name("bucketfs-io")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+
+    let mut s3cfg = S3Config {
+        bucket: c.target.bucket.clone(),
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+        force_path_style: args.force_path_style,
+        max_attempts: 2,
+    };
+    let endpoint = args.endpoint_url.clone().unwrap_or_else(|| "AWS S3".to_string());
+    // Check the bucket with few retries, so a wrong endpoint fails fast.
+    rt.block_on(async {
+        let probe = S3Store::connect(&s3cfg).await;
+        probe
+            .list(&c.target.prefix, Some("/"), None, Some(1))
+            .await
+            .map(|_| ())
+            .map_err(|e| mount_error(&c.target, &endpoint, &e))
+    })?;
+    s3cfg.max_attempts = 6;
+    let store = Arc::new(CountingStore::new(rt.block_on(S3Store::connect(&s3cfg))));
+    let stats = store.stats();
+
+    let uid = args.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    let gid = args.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
+    let mut cfg = FsConfig::new(
+        &c.target.prefix,
+        Defaults {
+            uid,
+            gid,
+            file_mode: args.file_mode,
+            dir_mode: args.dir_mode,
+        },
+    );
+    cfg.metadata_ttl = args.metadata_ttl;
+    cfg.metadata_source = match args.metadata_source {
+        MetadataSourceArg::Posix => MetadataSource::Posix,
+        MetadataSourceArg::Listing => MetadataSource::Listing,
+    };
+    cfg.read_only = args.read_only;
+    cfg.prefetch.part_size = args.part_size.max(1) * 1024 * 1024;
+    cfg.prefetch.memory_budget = args.max_memory.max(16) * 1024 * 1024;
+    let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
+
+    let mut config = fuser::Config::default();
+    let mut opts = vec![
+        fuser::MountOption::FSName(format!("bucketfs:{}/{}", c.target.bucket, c.target.prefix.trim_end_matches('/'))),
+        fuser::MountOption::Subtype("bucketfs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoAtime,
+    ];
+    opts.push(if args.read_only {
+        fuser::MountOption::RO
+    } else {
+        fuser::MountOption::RW
+    });
+    config.mount_options = opts;
+    config.acl = if args.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.n_threads = Some(4);
+    config.clone_fd = true;
+
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
+    let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
+        .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
+    info!(
+        bucket = %c.target.bucket,
+        prefix = %c.target.prefix,
+        mountpoint = %c.mountpoint.display(),
+        "mounted"
+    );
+
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = c.mountpoint.clone();
+    let sig_fs = fs.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::user_defined1()),
+        ) else {
+            warn!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = usr1.recv() => {
+                    sig_fs.log_stats("SIGUSR1");
+                    continue;
+                }
+            }
+            info!("signal received: unmounting {}", mountpoint.display());
+            if let Err(e) = unmounter.unmount() {
+                warn!("unmount of {} failed ({e}); detaching it lazily", mountpoint.display());
+                let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            }
+            break;
+        }
+    });
+
+    if let Some(st) = status.as_deref_mut() {
+        report(st, OK);
+        let _ = std::env::set_current_dir("/");
+        redirect_stdio();
+    }
+    let res = session.run();
+    fs.log_stats("unmount");
+    drop(rt);
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            error!("FUSE session ended with an error: {e}");
+            Err(format!("FUSE session failed: {e}"))
+        }
+    }
+}
+
+/// Detach a daemon from the terminal: stdin/stdout/stderr to /dev/null.
+fn redirect_stdio() {
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let fd: OwnedFd = null.into();
+        for target in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which this process owns.
+            unsafe {
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn root_is_a_mountpoint() {
+        assert!(is_mountpoint(Path::new("/")));
+    }
+}

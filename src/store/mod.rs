@@ -1,0 +1,128 @@
+//! The object-store boundary: everything bucketfs asks of S3 goes through the
+//! [`ObjectStore`] trait. `s3` talks to a real endpoint with aws-sdk-s3, `memory`
+//! and `faulty` are test doubles, and `counting` wraps any store to count requests.
+
+pub mod counting;
+pub mod faulty;
+pub mod memory;
+pub mod s3;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// What went wrong talking to the store, reduced to the cases the filesystem maps to errnos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The key (or the bucket) does not exist.
+    NotFound,
+    /// The bucket itself does not exist.
+    NoSuchBucket,
+    /// Credentials refused or permission denied.
+    AccessDenied,
+    /// An If-Match / If-None-Match condition failed: the object changed.
+    PreconditionFailed,
+    /// The object is archived (Glacier / Deep Archive) and not restored.
+    InvalidObjectState,
+    /// The requested range cannot be satisfied (offset past the end).
+    InvalidRange,
+    /// The endpoint could not be reached or timed out after retries.
+    Unreachable,
+    /// Anything else (5xx after retries, malformed response, ...).
+    Other,
+}
+
+/// An error from the store, with the key it concerned and a readable cause.
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(key: &str) -> Self {
+        Self::new(StoreErrorKind::NotFound, format!("no such key: {key}"))
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One object as a listing reports it: no user metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub storage_class: Option<String>,
+}
+
+/// One page of a ListObjectsV2 with a delimiter.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects directly under the prefix, in key order.
+    pub objects: Vec<ObjectSummary>,
+    /// Common prefixes (each ends with the delimiter), in key order.
+    pub prefixes: Vec<String>,
+    /// Token for the next page; `None` when the listing is complete.
+    pub next_token: Option<String>,
+}
+
+/// Everything a HeadObject returns that bucketfs uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub storage_class: Option<String>,
+    pub content_type: Option<String>,
+    pub version_id: Option<String>,
+    /// `x-amz-meta-*` headers, keys lower-case without the prefix.
+    pub user_metadata: HashMap<String, String>,
+    /// Restore status header (`ongoing-request="false", expiry-date=...`), if any.
+    pub restore: Option<String>,
+}
+
+/// The operations the filesystem needs from an S3-like store.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// One page of keys under `prefix`, grouped by `delimiter` when given.
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> StoreResult<ListPage>;
+
+    /// HeadObject.
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta>;
+
+    /// GetObject of `range` (end exclusive). With `if_match`, the request fails with
+    /// `PreconditionFailed` when the object's ETag differs.
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> StoreResult<Bytes>;
+}

@@ -1,0 +1,240 @@
+//! The real store: aws-sdk-s3 against AWS or any S3-compatible endpoint. This module is
+//! the only one that knows the SDK; it maps SDK errors to [`StoreErrorKind`] and keeps no
+//! workaround for any one server.
+
+use std::ops::Range;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use super::{
+    ListPage, ObjectMeta, ObjectStore, ObjectSummary, StoreError, StoreErrorKind, StoreResult,
+};
+
+/// Where and how to connect.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub force_path_style: bool,
+    /// Attempts per request, including the first (SDK standard retry: backoff with jitter).
+    pub max_attempts: u32,
+}
+
+/// A bucket reached through aws-sdk-s3.
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// Build a client from the standard AWS configuration chain plus `cfg`'s overrides.
+    /// No request is sent.
+    pub async fn connect(cfg: &S3Config) -> Self {
+        let region = RegionProviderChain::first_try(cfg.region.clone().map(Region::new))
+            .or_default_provider()
+            .or_else(Region::new("us-east-1"));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p);
+        }
+        let sdk = loader.load().await;
+        let attempts = cfg.max_attempts.max(1);
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(cfg.force_path_style)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(attempts)
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(url) = &cfg.endpoint_url {
+            b = b.endpoint_url(url);
+        }
+        S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: cfg.bucket.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+/// Map an SDK error to our kinds, with a message naming the bucket/key and the cause.
+fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let status = err.raw_response().map(|r| r.status_u16());
+    let code = err.code().map(str::to_string);
+    let kind = match (&err, status, code.as_deref()) {
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
+            StoreErrorKind::Unreachable
+        }
+        (_, _, Some("NoSuchBucket")) => StoreErrorKind::NoSuchBucket,
+        (_, _, Some("InvalidObjectState")) => StoreErrorKind::InvalidObjectState,
+        (_, _, Some("NoSuchKey" | "NotFound")) | (_, Some(404), _) => StoreErrorKind::NotFound,
+        (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"))
+        | (_, Some(401 | 403), _) => StoreErrorKind::AccessDenied,
+        (_, _, Some("PreconditionFailed")) | (_, Some(412), _) => {
+            StoreErrorKind::PreconditionFailed
+        }
+        (_, _, Some("InvalidRange")) | (_, Some(416), _) => StoreErrorKind::InvalidRange,
+        _ => StoreErrorKind::Other,
+    };
+    let cause = match (&code, err.message(), status) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), None, Some(s)) => format!("{c} (HTTP {s})"),
+        (None, _, Some(s)) => format!("HTTP {s}"),
+        _ => {
+            // Dispatch/timeout errors: the innermost cause is the readable part.
+            let full = format!("{}", DisplayErrorContext(&err));
+            full.rsplit(": ").next().unwrap_or(&full).trim().to_string()
+        }
+    };
+    StoreError::new(kind, format!("{what}: {cause}"))
+}
+
+/// The one thing we need from a raw HTTP response.
+pub trait HttpStatus {
+    fn status_u16(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_u16(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
+    t.and_then(|d| SystemTime::try_from(*d).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> StoreResult<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_continuation_token(continuation)
+            .set_max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| map_err(&format!("list s3://{}/{prefix}", self.bucket), e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectSummary {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                    last_modified: to_system_time(o.last_modified()),
+                    storage_class: o.storage_class().map(|c| c.as_str().to_string()),
+                })
+            })
+            .collect();
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_string))
+            .collect();
+        let next_token = if out.is_truncated().unwrap_or(false) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            prefixes,
+            next_token,
+        })
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
+        Ok(ObjectMeta {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            last_modified: to_system_time(out.last_modified()),
+            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+            content_type: out.content_type().map(str::to_string),
+            version_id: out.version_id().map(str::to_string),
+            user_metadata: out
+                .metadata()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            restore: out.restore().map(str::to_string),
+        })
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> StoreResult<Bytes> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let what = || format!("get s3://{}/{key} bytes {}-{}", self.bucket, range.start, range.end - 1);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_if_match(if_match.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_err(&what(), e))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::new(StoreErrorKind::Other, format!("{}: body: {e}", what()))
+        })?;
+        Ok(body.into_bytes())
+    }
+}
