@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "bucketfs", version, about = "Mount S3 buckets as POSIX directories")]
+#[command(
+    name = "bucketfs",
+    version,
+    about = "Mount S3 buckets as POSIX directories"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -119,11 +123,15 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         None => (rest, ""),
     };
     if bucket.is_empty() {
-        return Err(format!("{s:?}: no bucket name (expected bucket[/prefix] or s3://bucket/prefix/)"));
+        return Err(format!(
+            "{s:?}: no bucket name (expected bucket[/prefix] or s3://bucket/prefix/)"
+        ));
     }
     let segments: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
     if segments.iter().any(|p| *p == "." || *p == "..") {
-        return Err(format!("{s:?}: the prefix may not contain . or .. segments"));
+        return Err(format!(
+            "{s:?}: the prefix may not contain . or .. segments"
+        ));
     }
     let prefix = if segments.is_empty() {
         String::new()
@@ -159,15 +167,27 @@ mod tests {
     fn modes_and_ttl() {
         assert_eq!(parse_octal("0640"), Ok(0o640));
         assert!(parse_octal("999").is_err());
-        assert_eq!(parse_seconds("0.5"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(
+            parse_seconds("0.5"),
+            Ok(std::time::Duration::from_millis(500))
+        );
         assert!(parse_seconds("-1").is_err());
     }
 
     #[test]
     fn cli_parses() {
         let c = Cli::try_parse_from([
-            "bucketfs", "mount", "s3://b/p", "/mnt", "--endpoint-url", "http://127.0.0.1:1",
-            "--metadata-source", "listing", "--file-mode", "0600", "--read-only",
+            "bucketfs",
+            "mount",
+            "s3://b/p",
+            "/mnt",
+            "--endpoint-url",
+            "http://127.0.0.1:1",
+            "--metadata-source",
+            "listing",
+            "--file-mode",
+            "0600",
+            "--read-only",
         ])
         .unwrap();
         let Command::Mount(m) = c.command;

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{parse_target, MetadataSourceArg, MountArgs, Target};
 use crate::fs::attr::{Defaults, MetadataSource};
-use crate::fs::{FsConfig, Filesystem};
+use crate::fs::{Filesystem, FsConfig};
 use crate::fuse::FuseAdapter;
 use crate::store::counting::CountingStore;
 use crate::store::s3::{S3Config, S3Store};
@@ -97,7 +97,8 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
     if !meta.is_dir() {
         return Err(format!("mountpoint {} is not a directory", mp.display()));
     }
-    let mountpoint = std::fs::canonicalize(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
+    let mountpoint =
+        std::fs::canonicalize(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
     if is_mountpoint(&mountpoint) {
         return Err(format!(
             "mountpoint {} is already mounted (unmount it first: fusermount3 -u {})",
@@ -139,7 +140,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -158,9 +162,15 @@ fn report(status: &mut Option<File>, msg: &str) {
 }
 
 fn init_logging(args: &MountArgs, log_file: Option<&Path>, background: bool) {
-    let default = if args.debug { "info,bucketfs=debug" } else { "warn,bucketfs=info" };
+    let default = if args.debug {
+        "info,bucketfs=debug"
+    } else {
+        "warn,bucketfs=info"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let file = log_file.and_then(|p| File::options().create(true).append(true).open(p).ok());
     match file {
         Some(f) => {
@@ -197,7 +207,11 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
 }
 
 /// Connect, check the bucket, mount, and serve until unmounted.
-fn serve(args: &MountArgs, c: &Checked, mut status: Option<&mut Option<File>>) -> Result<(), String> {
+fn serve(
+    args: &MountArgs,
+    c: &Checked,
+    mut status: Option<&mut Option<File>>,
+) -> Result<(), String> {
     let background = status.is_some();
     init_logging(args, c.log_file.as_deref(), background);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -215,7 +229,10 @@ fn serve(args: &MountArgs, c: &Checked, mut status: Option<&mut Option<File>>) -
         force_path_style: args.force_path_style,
         max_attempts: 2,
     };
-    let endpoint = args.endpoint_url.clone().unwrap_or_else(|| "AWS S3".to_string());
+    let endpoint = args
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "AWS S3".to_string());
     // Check the bucket with few retries, so a wrong endpoint fails fast.
     rt.block_on(async {
         let probe = S3Store::connect(&s3cfg).await;
@@ -252,7 +269,11 @@ fn serve(args: &MountArgs, c: &Checked, mut status: Option<&mut Option<File>>) -
 
     let mut config = fuser::Config::default();
     let mut opts = vec![
-        fuser::MountOption::FSName(format!("bucketfs:{}/{}", c.target.bucket, c.target.prefix.trim_end_matches('/'))),
+        fuser::MountOption::FSName(format!(
+            "bucketfs:{}/{}",
+            c.target.bucket,
+            c.target.prefix.trim_end_matches('/')
+        )),
         fuser::MountOption::Subtype("bucketfs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
@@ -307,7 +328,10 @@ fn serve(args: &MountArgs, c: &Checked, mut status: Option<&mut Option<File>>) -
             }
             info!("signal received: unmounting {}", mountpoint.display());
             if let Err(e) = unmounter.unmount() {
-                warn!("unmount of {} failed ({e}); detaching it lazily", mountpoint.display());
+                warn!(
+                    "unmount of {} failed ({e}); detaching it lazily",
+                    mountpoint.display()
+                );
                 let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
             }
             break;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::store::{ObjectMeta, ObjectSummary};
 
 /// What an inode is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     File,
     Dir,
@@ -100,7 +100,11 @@ pub fn kind_from_meta(meta: &ObjectMeta) -> Kind {
 
 /// Attributes of an object from its HeadObject response.
 pub fn stat_from_meta(meta: &ObjectMeta, kind: Kind, src: MetadataSource, d: &Defaults) -> Stat {
-    let dflt_perm = if kind == Kind::Dir { d.dir_mode } else { d.file_mode };
+    let dflt_perm = if kind == Kind::Dir {
+        d.dir_mode
+    } else {
+        d.file_mode
+    };
     let mut st = Stat {
         kind,
         size: if kind == Kind::Dir { 0 } else { meta.size },
@@ -347,7 +351,10 @@ mod tests {
         assert!(!names.contains(&"user.s3.version_id".to_string()));
         assert_eq!(xattr_value(&m, "user.color").unwrap(), b"blue");
         assert_eq!(xattr_value(&m, "user.s3.etag").unwrap(), b"abc");
-        assert_eq!(xattr_value(&m, "user.s3.storage_class").unwrap(), b"STANDARD");
+        assert_eq!(
+            xattr_value(&m, "user.s3.storage_class").unwrap(),
+            b"STANDARD"
+        );
         assert_eq!(xattr_value(&m, "user.mode"), None);
         assert_eq!(
             xattr_value(&m, "user.s3.last_modified").unwrap(),
@@ -358,8 +365,14 @@ mod tests {
     #[test]
     fn archive_state() {
         assert!(is_archived(Some("GLACIER"), None));
-        assert!(!is_archived(Some("GLACIER"), Some("ongoing-request=\"false\", expiry-date=\"x\"")));
-        assert!(is_archived(Some("DEEP_ARCHIVE"), Some("ongoing-request=\"true\"")));
+        assert!(!is_archived(
+            Some("GLACIER"),
+            Some("ongoing-request=\"false\", expiry-date=\"x\"")
+        ));
+        assert!(is_archived(
+            Some("DEEP_ARCHIVE"),
+            Some("ongoing-request=\"true\"")
+        ));
         assert!(!is_archived(Some("GLACIER_IR"), None));
         assert!(!is_archived(None, None));
     }

@@ -34,8 +34,16 @@ impl Error {
     pub fn is_noteworthy(&self) -> bool {
         !matches!(
             self.errno,
-            libc::ENOENT | libc::ENODATA | libc::ERANGE | libc::ENAMETOOLONG | libc::ENOTEMPTY
-                | libc::EEXIST | libc::ENOTDIR | libc::EISDIR | libc::EROFS | libc::ENOSYS
+            libc::ENOENT
+                | libc::ENODATA
+                | libc::ERANGE
+                | libc::ENAMETOOLONG
+                | libc::ENOTEMPTY
+                | libc::EEXIST
+                | libc::ENOTDIR
+                | libc::EISDIR
+                | libc::EROFS
+                | libc::ENOSYS
         )
     }
 }

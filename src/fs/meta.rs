@@ -40,7 +40,10 @@ impl<S: ObjectStore> MetaCache<S> {
         match &self.cache {
             None => Self::fetch(self.store.clone(), key.to_string()).await,
             Some(c) => c
-                .try_get_with(key.to_string(), Self::fetch(self.store.clone(), key.to_string()))
+                .try_get_with(
+                    key.to_string(),
+                    Self::fetch(self.store.clone(), key.to_string()),
+                )
                 .await
                 .map_err(|e: Arc<Error>| (*e).clone()),
         }

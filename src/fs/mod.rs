@@ -168,7 +168,10 @@ impl<S: ObjectStore> Filesystem<S> {
     fn dir_inode(&self, ino: u64) -> Result<Arc<Inode>> {
         let d = self.inodes.get(ino)?;
         if d.kind != Kind::Dir {
-            return Err(Error::new(libc::ENOTDIR, format!("{}: not a directory", d.key)));
+            return Err(Error::new(
+                libc::ENOTDIR,
+                format!("{}: not a directory", d.key),
+            ));
         }
         Ok(d)
     }
@@ -267,7 +270,10 @@ impl<S: ObjectStore> Filesystem<S> {
             let marker = list.objects.first().is_some_and(|o| o.key == prefix);
             if let Ok(Some(_)) = &head {
                 if self.warn.first(key) {
-                    warn!(key, "object is shadowed by a directory of the same name and is not reachable");
+                    warn!(
+                        key,
+                        "object is shadowed by a directory of the same name and is not reachable"
+                    );
                 }
             }
             let marker_meta = if marker && self.posix() {
@@ -298,24 +304,50 @@ impl<S: ObjectStore> Filesystem<S> {
             None => None,
         };
         let stat = match &marker {
-            Some(m) => attr::stat_from_meta(m, Kind::Dir, self.cfg.metadata_source, &self.cfg.defaults),
+            Some(m) => {
+                attr::stat_from_meta(m, Kind::Dir, self.cfg.metadata_source, &self.cfg.defaults)
+            }
             None => attr::dir_stat(&self.cfg.defaults, self.mounted_at),
         };
-        let inode = self
-            .inodes
-            .upsert(dir.ino, name, prefix, stat, self.valid_until(), marker, None, true);
+        let inode = self.inodes.upsert(
+            dir.ino,
+            name,
+            prefix,
+            stat,
+            self.valid_until(),
+            marker,
+            None,
+            true,
+        );
         Ok(Attr {
             ino: inode.ino,
             stat,
         })
     }
 
-    fn found_object(&self, dir: &Arc<Inode>, name: &str, key: &str, m: Arc<crate::store::ObjectMeta>) -> Attr {
-        let kind = if self.posix() { attr::kind_from_meta(&m) } else { Kind::File };
+    fn found_object(
+        &self,
+        dir: &Arc<Inode>,
+        name: &str,
+        key: &str,
+        m: Arc<crate::store::ObjectMeta>,
+    ) -> Attr {
+        let kind = if self.posix() {
+            attr::kind_from_meta(&m)
+        } else {
+            Kind::File
+        };
         let stat = attr::stat_from_meta(&m, kind, self.cfg.metadata_source, &self.cfg.defaults);
-        let inode = self
-            .inodes
-            .upsert(dir.ino, name, key, stat, self.valid_until(), Some(m), None, true);
+        let inode = self.inodes.upsert(
+            dir.ino,
+            name,
+            key,
+            stat,
+            self.valid_until(),
+            Some(m),
+            None,
+            true,
+        );
         Attr {
             ino: inode.ino,
             stat,
@@ -381,7 +413,8 @@ impl<S: ObjectStore> Filesystem<S> {
             .head(&inode.key)
             .await?
             .ok_or_else(|| Error::enoent(&inode.key))?;
-        let stat = attr::stat_from_meta(&m, inode.kind, self.cfg.metadata_source, &self.cfg.defaults);
+        let stat =
+            attr::stat_from_meta(&m, inode.kind, self.cfg.metadata_source, &self.cfg.defaults);
         let mut s = inode.state.lock().unwrap();
         s.stat = stat;
         s.valid_until = self.valid_until();
@@ -511,22 +544,34 @@ impl<S: ObjectStore> Filesystem<S> {
                 ),
                 _ => (
                     format!("{}{}", h.dir.key, l.name),
-                    attr::stat_from_summary(l.summary.as_ref().expect("summary"), &self.cfg.defaults),
+                    attr::stat_from_summary(
+                        l.summary.as_ref().expect("summary"),
+                        &self.cfg.defaults,
+                    ),
                 ),
             };
             let ino = match self.inodes.child(h.dir.ino, &l.name) {
-                Some(i) if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) => i.ino,
+                Some(i)
+                    if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) =>
+                {
+                    i.ino
+                }
                 _ => {
                     self.inodes
-                        .upsert(h.dir.ino, &l.name, &key, stat, Instant::now(), None, None, false)
+                        .upsert(
+                            h.dir.ino,
+                            &l.name,
+                            &key,
+                            stat,
+                            Instant::now(),
+                            None,
+                            None,
+                            false,
+                        )
                         .ino
                 }
             };
-            let kind = self
-                .inodes
-                .get(ino)
-                .map(|i| i.kind)
-                .unwrap_or(l.kind);
+            let kind = self.inodes.get(ino).map(|i| i.kind).unwrap_or(l.kind);
             let offset = h.entries.len() as u64 + 3;
             h.entries.push(DirEntry {
                 ino,
@@ -543,7 +588,10 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         let inode = self.inodes.get(ino)?;
         if inode.kind == Kind::Dir {
-            return Err(Error::new(libc::EISDIR, format!("{}: is a directory", inode.key)));
+            return Err(Error::new(
+                libc::EISDIR,
+                format!("{}: is a directory", inode.key),
+            ));
         }
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(Error::new(
@@ -614,7 +662,10 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn readlink(&self, ino: u64) -> Result<String> {
         let inode = self.inodes.get(ino)?;
         if inode.kind != Kind::Symlink {
-            return Err(Error::new(libc::EINVAL, format!("{}: not a symlink", inode.key)));
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("{}: not a symlink", inode.key),
+            ));
         }
         if let Some(t) = inode.state.lock().unwrap().symlink_target.clone() {
             return Ok(t);
@@ -634,7 +685,10 @@ impl<S: ObjectStore> Filesystem<S> {
     // ----- xattrs -----
 
     /// The metadata xattrs come from: the object, or a directory's marker.
-    async fn xattr_meta(&self, inode: &Arc<Inode>) -> Result<Option<Arc<crate::store::ObjectMeta>>> {
+    async fn xattr_meta(
+        &self,
+        inode: &Arc<Inode>,
+    ) -> Result<Option<Arc<crate::store::ObjectMeta>>> {
         if inode.ino == ROOT_INO && inode.key.is_empty() {
             return Ok(None);
         }
@@ -647,7 +701,8 @@ impl<S: ObjectStore> Filesystem<S> {
 
     pub async fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         let inode = self.inodes.get(ino)?;
-        let name = std::str::from_utf8(name).map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
         if ino == ROOT_INO && name == STATS_XATTR {
             if let Some(s) = &self.stats {
                 return Ok(s.to_json().into_bytes());
@@ -676,9 +731,15 @@ impl<S: ObjectStore> Filesystem<S> {
                     return Ok(());
                 }
             }
-            return Err(Error::new(libc::EINVAL, "write 'reset' to reset the counters"));
+            return Err(Error::new(
+                libc::EINVAL,
+                "write 'reset' to reset the counters",
+            ));
         }
-        Err(Error::new(libc::EROFS, "setting xattrs is not supported yet"))
+        Err(Error::new(
+            libc::EROFS,
+            "setting xattrs is not supported yet",
+        ))
     }
 
     pub fn statfs(&self) -> StatFs {

@@ -47,7 +47,12 @@ impl<S: ObjectStore> Reader<S> {
     }
 
     /// Fetch `range` of `key` at `etag`, checking the length that came back.
-    fn fetch(&self, key: Arc<str>, etag: Arc<str>, range: Range<u64>) -> BoxFuture<'static, Result<Bytes>> {
+    fn fetch(
+        &self,
+        key: Arc<str>,
+        etag: Arc<str>,
+        range: Range<u64>,
+    ) -> BoxFuture<'static, Result<Bytes>> {
         let store = self.store.clone();
         async move {
             let want = range.end - range.start;
@@ -128,7 +133,12 @@ impl ReadHandle {
     }
 
     /// Read up to `len` bytes at `offset` (fewer only at the end of the object).
-    pub async fn read<S: ObjectStore>(&self, r: &Reader<S>, offset: u64, len: u32) -> Result<Bytes> {
+    pub async fn read<S: ObjectStore>(
+        &self,
+        r: &Reader<S>,
+        offset: u64,
+        len: u32,
+    ) -> Result<Bytes> {
         if offset >= self.size || len == 0 {
             return Ok(Bytes::new());
         }
@@ -223,7 +233,12 @@ impl ReadHandle {
             .collect()
     }
 
-    async fn read_blocks<S: ObjectStore>(&self, r: &Reader<S>, offset: u64, end: u64) -> Result<Bytes> {
+    async fn read_blocks<S: ObjectStore>(
+        &self,
+        r: &Reader<S>,
+        offset: u64,
+        end: u64,
+    ) -> Result<Bytes> {
         let blocks = blocks_for(offset, end - offset, r.cfg.block_size, self.size);
         let futs = blocks.into_iter().map(|range| {
             let k: BlockKey = (self.key.clone(), self.etag.clone(), range.start);
@@ -238,7 +253,11 @@ impl ReadHandle {
             }
         });
         let got = futures::future::try_join_all(futs).await?;
-        Ok(copy_out(got.iter().map(|(r, d)| (r.clone(), d)), offset, end))
+        Ok(copy_out(
+            got.iter().map(|(r, d)| (r.clone(), d)),
+            offset,
+            end,
+        ))
     }
 }
 
@@ -259,7 +278,11 @@ async fn assemble(
             "internal: read {offset}-{end} not covered by the prefetch stream"
         )));
     }
-    Ok(copy_out(got.iter().map(|(r, d)| (r.clone(), d)), offset, end))
+    Ok(copy_out(
+        got.iter().map(|(r, d)| (r.clone(), d)),
+        offset,
+        end,
+    ))
 }
 
 /// Copy `[offset, end)` out of contiguous ranges; a single range is sliced without a copy.
@@ -295,7 +318,13 @@ mod tests {
         (0..n).map(|i| (i * 31 % 251) as u8).collect()
     }
 
-    async fn setup(n: usize) -> (Arc<CountingStore<MemoryStore>>, Reader<CountingStore<MemoryStore>>, ReadHandle) {
+    async fn setup(
+        n: usize,
+    ) -> (
+        Arc<CountingStore<MemoryStore>>,
+        Reader<CountingStore<MemoryStore>>,
+        ReadHandle,
+    ) {
         let mem = MemoryStore::new();
         mem.put("k", body(n));
         let etag = mem.head_etag("k");
@@ -331,7 +360,9 @@ mod tests {
         let want = body(n);
         let mut x: u64 = 12345;
         for _ in 0..200 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = (x >> 20) % (n as u64 - 4096);
             let b = h.read(&reader, off, 4096).await.unwrap();
             assert_eq!(&b[..], &want[off as usize..off as usize + 4096]);
@@ -356,7 +387,10 @@ mod tests {
         let mem = MemoryStore::new();
         mem.put("k", body(100_000));
         let etag = mem.head_etag("k");
-        let reader = Reader::new(Arc::new(FaultyStore::short_reads(mem)), PrefetchConfig::default());
+        let reader = Reader::new(
+            Arc::new(FaultyStore::short_reads(mem)),
+            PrefetchConfig::default(),
+        );
         let h = ReadHandle::new("k", &etag, 100_000);
         assert_eq!(h.read(&reader, 0, 4096).await.unwrap_err().errno, libc::EIO);
     }
@@ -393,7 +427,10 @@ mod tests {
                 .map(|s| s.parts.iter().map(|p| p.range.end - p.range.start).sum())
                 .unwrap_or(0);
             // Budgeted prefetch plus at most the demanded part(s) and what is kept behind.
-            assert!(held <= 4 * 1024 * 1024 + 2 * cfg.part_size + KEEP_BEHIND, "{held}");
+            assert!(
+                held <= 4 * 1024 * 1024 + 2 * cfg.part_size + KEEP_BEHIND,
+                "{held}"
+            );
         }
         assert_eq!(off, n as u64);
     }

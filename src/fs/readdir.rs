@@ -58,6 +58,22 @@ impl Merger {
     /// Take one page; return the entries that are now final.
     pub fn push_page(&mut self, page: &ListPage, warn_once: &WarnOnce) -> Vec<Listed> {
         let mut out = Vec::new();
+        // Objects first: an object `n` sorts before the prefix `n/` that shadows it.
+        for o in &page.objects {
+            if o.key == self.prefix {
+                self.has_marker = true;
+                continue;
+            }
+            // A key ending in `/` listed as an object can only be this directory's marker
+            // with a delimiter; be defensive about servers that differ.
+            if o.key.ends_with('/') {
+                continue;
+            }
+            let Some(name) = self.name_of(&o.key, warn_once) else {
+                continue;
+            };
+            self.pending.insert(name.to_string(), o.clone());
+        }
         for p in &page.prefixes {
             let Some(stripped) = p.strip_suffix('/') else {
                 continue;
@@ -75,21 +91,6 @@ impl Merger {
                 kind: Kind::Dir,
                 summary: None,
             });
-        }
-        for o in &page.objects {
-            if o.key == self.prefix {
-                self.has_marker = true;
-                continue;
-            }
-            // A key ending in `/` listed as an object can only be this directory's marker
-            // with a delimiter; be defensive about servers that differ.
-            if o.key.ends_with('/') {
-                continue;
-            }
-            let Some(name) = self.name_of(&o.key, warn_once) else {
-                continue;
-            };
-            self.pending.insert(name.to_string(), o.clone());
         }
         // Everything up to the last key of this page has been seen. A pending file `n` is
         // final once the listing has passed `n/` (a prefix `n/` would have appeared).

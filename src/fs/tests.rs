@@ -1,1 +1,316 @@
+//! Unit tests of the core over the in-memory store, counting requests.
+
 use super::*;
+use crate::store::counting::{CountingStore, Op};
+use crate::store::memory::MemoryStore;
+
+type Store = CountingStore<MemoryStore>;
+
+fn defaults() -> Defaults {
+    Defaults {
+        uid: 1000,
+        gid: 1000,
+        file_mode: 0o644,
+        dir_mode: 0o755,
+    }
+}
+
+fn setup(
+    mem: MemoryStore,
+    f: impl FnOnce(&mut FsConfig),
+) -> (Filesystem<Store>, Arc<RequestStats>) {
+    let store = Arc::new(CountingStore::new(mem));
+    let stats = store.stats();
+    let mut cfg = FsConfig::new("", defaults());
+    f(&mut cfg);
+    (Filesystem::new(store, cfg, Some(stats.clone())), stats)
+}
+
+async fn list_names(fs: &Filesystem<Store>, ino: u64) -> Vec<(String, Kind)> {
+    let fh = fs.opendir(ino).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = fs.readdir(ino, fh, offset).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        // Take only a few at a time, as a kernel with a small buffer would.
+        for e in page.into_iter().take(7) {
+            offset = e.offset;
+            if e.name != "." && e.name != ".." {
+                out.push((e.name, e.kind));
+            }
+        }
+    }
+    fs.releasedir(fh);
+    out
+}
+
+#[tokio::test]
+async fn lookup_file_dir_and_missing() {
+    let mem = MemoryStore::new();
+    mem.put("top.txt", "hello");
+    mem.put("d/inner", "x");
+    mem.put("explicit/", "");
+    let (fs, _) = setup(mem, |_| {});
+    let f = fs.lookup(ROOT_INO, b"top.txt").await.unwrap();
+    assert_eq!(f.stat.kind, Kind::File);
+    assert_eq!(f.stat.size, 5);
+    assert_eq!(f.stat.perm, 0o644);
+    let d = fs.lookup(ROOT_INO, b"d").await.unwrap();
+    assert_eq!(d.stat.kind, Kind::Dir);
+    let e = fs.lookup(ROOT_INO, b"explicit").await.unwrap();
+    assert_eq!(e.stat.kind, Kind::Dir);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"nope").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    assert_eq!(
+        fs.lookup(ROOT_INO, &[b'n'; 256]).await.unwrap_err().errno,
+        libc::ENAMETOOLONG
+    );
+    let inner = fs.lookup(d.ino, b"inner").await.unwrap();
+    assert_eq!(inner.stat.kind, Kind::File);
+    assert_eq!(
+        fs.lookup(f.ino, b"x").await.unwrap_err().errno,
+        libc::ENOTDIR
+    );
+}
+
+#[tokio::test]
+async fn directory_shadows_object_of_same_name() {
+    let mem = MemoryStore::new();
+    mem.put("clash", "object");
+    mem.put("clash/child", "x");
+    let (fs, _) = setup(mem, |_| {});
+    assert_eq!(
+        list_names(&fs, ROOT_INO).await,
+        vec![("clash".into(), Kind::Dir)]
+    );
+    let c = fs.lookup(ROOT_INO, b"clash").await.unwrap();
+    assert_eq!(c.stat.kind, Kind::Dir);
+    // Without a listing, the probe reaches the same answer.
+    let mem = MemoryStore::new();
+    mem.put("clash", "object");
+    mem.put("clash/child", "x");
+    let (fs, _) = setup(mem, |_| {});
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"clash").await.unwrap().stat.kind,
+        Kind::Dir
+    );
+}
+
+#[tokio::test]
+async fn readdir_pages_offsets_and_rewind() {
+    let mem = MemoryStore::with_page_size(100);
+    for i in 0..2600 {
+        mem.put(&format!("big/f{i:05}"), "x");
+    }
+    let (fs, stats) = setup(mem, |_| {});
+    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    stats.reset();
+    let names = list_names(&fs, big.ino).await;
+    assert_eq!(names.len(), 2600);
+    let uniq: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(uniq.len(), 2600);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 26);
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+    // A second listing within the TTL costs nothing.
+    assert_eq!(list_names(&fs, big.ino).await.len(), 2600);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 26);
+}
+
+#[tokio::test]
+async fn listing_answers_lookups_and_negatives() {
+    let mem = MemoryStore::new();
+    mem.put("a", "1");
+    mem.put("sub/b", "2");
+    let (fs, stats) = setup(mem, |c| c.metadata_source = MetadataSource::Listing);
+    list_names(&fs, ROOT_INO).await;
+    stats.reset();
+    assert_eq!(fs.lookup(ROOT_INO, b"a").await.unwrap().stat.size, 1);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"sub").await.unwrap().stat.kind,
+        Kind::Dir
+    );
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"zzz").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    // Listing mode: no HeadObject and no further listing for any of these.
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 0);
+}
+
+#[tokio::test]
+async fn metadata_cache_expires() {
+    let mem = MemoryStore::new();
+    mem.put("f", "abc");
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = Duration::from_millis(50));
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let heads = stats.snapshot(Op::HeadObject).requests;
+    fs.getattr(f.ino).await.unwrap();
+    assert_eq!(
+        stats.snapshot(Op::HeadObject).requests,
+        heads,
+        "served from cache"
+    );
+    // Wait past the TTL by polling the clock, not by sleeping a guessed amount.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(60) {
+        tokio::task::yield_now().await;
+    }
+    fs.getattr(f.ino).await.unwrap();
+    assert_eq!(
+        stats.snapshot(Op::HeadObject).requests,
+        heads + 1,
+        "refreshed after TTL"
+    );
+}
+
+#[tokio::test]
+async fn statahead_overlaps_heads_after_second_lookup() {
+    let mem = MemoryStore::new();
+    for i in 0..300 {
+        mem.put(&format!("d/f{i:04}"), "x");
+    }
+    let (fs, stats) = setup(mem, |_| {});
+    let d = fs.lookup(ROOT_INO, b"d").await.unwrap();
+    let names = list_names(&fs, d.ino).await;
+    stats.reset();
+    // Plain listing: no HEADs.
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+    for (n, _) in &names {
+        fs.lookup(d.ino, n.as_bytes()).await.unwrap();
+    }
+    let heads = stats.snapshot(Op::HeadObject);
+    // Every entry HEADed once (statahead and lookups share requests).
+    assert_eq!(heads.requests, 300);
+    assert!(heads.max_in_flight > 1, "statahead ran HEADs concurrently");
+}
+
+#[tokio::test]
+async fn posix_metadata_and_symlinks() {
+    let mem = MemoryStore::new();
+    mem.put_with_meta(
+        "m",
+        "data",
+        &[
+            ("mode", "33216"),
+            ("uid", "5"),
+            ("gid", "6"),
+            ("mtime", "1600000000"),
+        ],
+    );
+    mem.put_with_meta("link", "target/path", &[("mode", &0o120777u32.to_string())]);
+    mem.put_with_meta("dir/", "", &[("mode", &0o40700u32.to_string())]);
+    let (fs, _) = setup(mem, |_| {});
+    let m = fs.lookup(ROOT_INO, b"m").await.unwrap();
+    assert_eq!(m.stat.perm, 0o700);
+    assert_eq!((m.stat.uid, m.stat.gid), (5, 6));
+    let l = fs.lookup(ROOT_INO, b"link").await.unwrap();
+    assert_eq!(l.stat.kind, Kind::Symlink);
+    assert_eq!(fs.readlink(l.ino).await.unwrap(), "target/path");
+    let d = fs.lookup(ROOT_INO, b"dir").await.unwrap();
+    assert_eq!(d.stat.kind, Kind::Dir);
+    assert_eq!(d.stat.perm, 0o700);
+}
+
+#[tokio::test]
+async fn open_read_and_write_refusal() {
+    let mem = MemoryStore::new();
+    mem.put("f", "0123456789");
+    let (fs, _) = setup(mem, |_| {});
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let o = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+    assert!(!o.keep_cache);
+    assert_eq!(&fs.read(o.fh, 3, 4).await.unwrap()[..], b"3456");
+    fs.release(o.fh);
+    let o2 = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+    assert!(o2.keep_cache, "unchanged object keeps the page cache");
+    assert_eq!(
+        fs.open(f.ino, libc::O_WRONLY).await.unwrap_err().errno,
+        libc::EROFS
+    );
+    assert_eq!(fs.read(999, 0, 1).await.unwrap_err().errno, libc::EBADF);
+}
+
+#[tokio::test]
+async fn archived_object_gives_clear_error() {
+    let mem = MemoryStore::new();
+    mem.put("cold", "x");
+    mem.set_storage_class("cold", "DEEP_ARCHIVE");
+    let (fs, _) = setup(mem, |_| {});
+    let c = fs.lookup(ROOT_INO, b"cold").await.unwrap();
+    let e = fs.open(c.ino, libc::O_RDONLY).await.unwrap_err();
+    assert_eq!(e.errno, libc::EACCES);
+    assert!(e.message.contains("DEEP_ARCHIVE"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn xattrs_and_stats() {
+    let mem = MemoryStore::new();
+    mem.put_with_meta("f", "x", &[("color", "blue"), ("mode", "33188")]);
+    let (fs, _) = setup(mem, |_| {});
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let names = fs.listxattr(f.ino).await.unwrap();
+    assert!(names.contains(&"user.color".to_string()));
+    assert!(names.contains(&"user.s3.etag".to_string()));
+    assert_eq!(fs.getxattr(f.ino, b"user.color").await.unwrap(), b"blue");
+    assert_eq!(
+        fs.getxattr(f.ino, b"user.nope").await.unwrap_err().errno,
+        libc::ENODATA
+    );
+    let s =
+        String::from_utf8(fs.getxattr(ROOT_INO, STATS_XATTR.as_bytes()).await.unwrap()).unwrap();
+    assert!(s.contains("\"HeadObject\":{\"requests\":"), "{s}");
+    fs.setxattr(ROOT_INO, STATS_XATTR.as_bytes(), b"reset")
+        .await
+        .unwrap();
+    let s =
+        String::from_utf8(fs.getxattr(ROOT_INO, STATS_XATTR.as_bytes()).await.unwrap()).unwrap();
+    assert!(s.contains("\"HeadObject\":{\"requests\":0,"), "{s}");
+}
+
+#[tokio::test]
+async fn prefix_mount_sees_only_its_prefix() {
+    let mem = MemoryStore::new();
+    mem.put("inside/a", "1");
+    mem.put("inside/sub/b", "2");
+    mem.put("outside", "3");
+    let store = Arc::new(CountingStore::new(mem));
+    let fs = Filesystem::new(store, FsConfig::new("inside/", defaults()), None);
+    assert_eq!(
+        list_names(&fs, ROOT_INO).await,
+        vec![("a".into(), Kind::File), ("sub".into(), Kind::Dir)]
+    );
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"outside").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+}
+
+#[tokio::test]
+async fn store_errors_map_to_errnos() {
+    use crate::store::faulty::{FaultTarget, FaultyStore};
+    use crate::store::StoreErrorKind;
+    let mem = MemoryStore::new();
+    mem.put("f", "x");
+    let store = Arc::new(FaultyStore::new(
+        mem,
+        FaultTarget::Head,
+        StoreErrorKind::AccessDenied,
+        1,
+    ));
+    let fs = Filesystem::new(store, FsConfig::new("", defaults()), None);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"f").await.unwrap_err().errno,
+        libc::EACCES
+    );
+    // The fault is gone: the same lookup now succeeds (errors are not cached).
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"f").await.unwrap().stat.kind,
+        Kind::File
+    );
+}

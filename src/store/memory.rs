@@ -97,7 +97,11 @@ impl MemoryStore {
     }
 
     pub fn get_all(&self, key: &str) -> Option<Bytes> {
-        self.objects.lock().unwrap().get(key).map(|o| o.body.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.body.clone())
     }
 }
 
@@ -114,6 +118,8 @@ impl ObjectStore for MemoryStore {
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> StoreResult<ListPage> {
+        // Yield like a network request would, so concurrency is observable in tests.
+        tokio::task::yield_now().await;
         let limit = max_keys
             .map(|m| m.max(1) as usize)
             .unwrap_or(self.page_size)
@@ -129,7 +135,8 @@ impl ObjectStore for MemoryStore {
                 break;
             }
             if let Some(a) = &after {
-                let inside_prefix = delimiter.is_some_and(|d| a.ends_with(d)) && key.starts_with(a.as_str());
+                let inside_prefix =
+                    delimiter.is_some_and(|d| a.ends_with(d)) && key.starts_with(a.as_str());
                 if key.as_str() <= a.as_str() || inside_prefix {
                     continue;
                 }
@@ -167,6 +174,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        tokio::task::yield_now().await;
         let objects = self.objects.lock().unwrap();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
         Ok(ObjectMeta {
@@ -187,6 +195,7 @@ impl ObjectStore for MemoryStore {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> StoreResult<Bytes> {
+        tokio::task::yield_now().await;
         let objects = self.objects.lock().unwrap();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
         if archived(&o.storage_class) {
@@ -205,7 +214,10 @@ impl ObjectStore for MemoryStore {
         }
         let len = o.body.len() as u64;
         if range.start >= len && len > 0 {
-            return Err(StoreError::new(StoreErrorKind::InvalidRange, key.to_string()));
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                key.to_string(),
+            ));
         }
         let end = range.end.min(len);
         Ok(o.body.slice(range.start.min(len) as usize..end as usize))

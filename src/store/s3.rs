@@ -221,7 +221,14 @@ impl ObjectStore for S3Store {
         if range.end <= range.start {
             return Ok(Bytes::new());
         }
-        let what = || format!("get s3://{}/{key} bytes {}-{}", self.bucket, range.start, range.end - 1);
+        let what = || {
+            format!(
+                "get s3://{}/{key} bytes {}-{}",
+                self.bucket,
+                range.start,
+                range.end - 1
+            )
+        };
         let out = self
             .client
             .get_object()
