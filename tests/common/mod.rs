@@ -1,0 +1,251 @@
+//! Integration-test harness: a real S3-compatible server on 127.0.0.1 (started once per
+//! run by scripts/test.sh, which exports BUCKETFS_TEST_ENDPOINT), a bucket per test, and
+//! real FUSE mounts of the bucketfs binary that are always unmounted (Drop guard).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+pub fn endpoint() -> String {
+    std::env::var("BUCKETFS_TEST_ENDPOINT").expect(
+        "BUCKETFS_TEST_ENDPOINT is not set: run the integration tests through scripts/test.sh, \
+         which starts the local S3 server",
+    )
+}
+
+pub fn client() -> Client {
+    static C: OnceLock<Client> = OnceLock::new();
+    C.get_or_init(|| {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+            None,
+            None,
+            "test",
+        );
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .credentials_provider(creds)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint())
+            .force_path_style(true)
+            .build();
+        Client::from_conf(conf)
+    })
+    .clone()
+}
+
+/// A fresh bucket for one test.
+pub struct Bucket {
+    pub name: String,
+}
+
+impl Bucket {
+    pub fn new(hint: &str) -> Bucket {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t-{hint}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+        .to_lowercase()
+        .replace('_', "-");
+        rt().block_on(client().create_bucket().bucket(&name).send())
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+        Bucket { name }
+    }
+
+    pub fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.put_meta(key, body, &[]);
+    }
+
+    pub fn put_meta(&self, key: &str, body: impl Into<Vec<u8>>, meta: &[(&str, &str)]) {
+        let mut req = client()
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(ByteStream::from(body.into()));
+        for (k, v) in meta {
+            req = req.metadata(*k, *v);
+        }
+        rt().block_on(req.send())
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
+    /// Put many small objects concurrently.
+    pub fn put_many(&self, keys: Vec<String>, body: &[u8]) {
+        use futures::StreamExt;
+        let body = body.to_vec();
+        rt().block_on(async {
+            futures::stream::iter(keys)
+                .for_each_concurrent(32, |k| {
+                    let body = body.clone();
+                    async move {
+                        client()
+                            .put_object()
+                            .bucket(&self.name)
+                            .key(&k)
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await
+                            .unwrap_or_else(|e| panic!("put {k}: {e:?}"));
+                    }
+                })
+                .await
+        });
+    }
+
+    pub fn head(&self, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        rt().block_on(client().head_object().bucket(&self.name).key(key).send())
+            .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
+    }
+}
+
+/// A live bucketfs mount, unmounted on drop.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bucketfs")
+}
+
+/// The command line to mount `target` (a bucket or bucket/prefix) at `dir`.
+pub fn mount_cmd(target: &str, dir: &Path, log: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("mount")
+        .arg(target)
+        .arg(dir)
+        .arg("--endpoint-url")
+        .arg(endpoint())
+        .arg("--force-path-style")
+        .arg("--region")
+        .arg("us-east-1")
+        .arg("--log-file")
+        .arg(log)
+        .args(extra)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY");
+    c
+}
+
+impl Mount {
+    pub fn new(target: &str, extra: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().with_extension("log");
+        let out = mount_cmd(target, dir.path(), &log, extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mount {target} failed: {}\nlog: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Mount { dir, log }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The request counters, as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = Command::new("getfattr")
+            .args(["--only-values", "-n", "user.bucketfs.stats"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "getfattr: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn requests(&self, op: &str) -> u64 {
+        self.stats()[op]["requests"].as_u64().unwrap()
+    }
+
+    pub fn reset_stats(&self) {
+        let out = Command::new("setfattr")
+            .args(["-n", "user.bucketfs.stats", "-v", "reset"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setfattr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(self.dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
+    }
+}
+
+/// Run a shell command in `dir`, asserting success; returns stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out: Output = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}
