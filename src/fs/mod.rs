@@ -98,6 +98,15 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+/// How old a listing may be and still steer statahead.
+const STATAHEAD_HORIZON: Duration = Duration::from_secs(30);
+
+/// How a probe found an object.
+enum Found {
+    Head(Arc<crate::store::ObjectMeta>),
+    Listed(crate::store::ObjectSummary),
+}
+
 /// The name of the root xattr that reports request counts (reading it) and resets them
 /// (writing `reset`).
 pub const STATS_XATTR: &str = "user.bucketfs.stats";
@@ -119,6 +128,8 @@ pub struct Filesystem<S> {
     meta: Arc<MetaCache<S>>,
     reader: Reader<S>,
     warn: WarnOnce,
+    /// Names found missing, for the metadata TTL.
+    negative: moka::sync::Cache<(u64, String), ()>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
     next_fh: AtomicU64,
@@ -130,6 +141,14 @@ impl<S: ObjectStore> Filesystem<S> {
     pub fn new(store: Arc<S>, cfg: FsConfig, stats: Option<Arc<RequestStats>>) -> Self {
         let now = SystemTime::now();
         let root = attr::dir_stat(&cfg.defaults, now);
+        let negative = moka::sync::Cache::builder()
+            .time_to_live(cfg.metadata_ttl.max(Duration::from_nanos(1)))
+            .max_capacity(if cfg.metadata_ttl.is_zero() {
+                0
+            } else {
+                100_000
+            })
+            .build();
         Filesystem {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
             reader: Reader::new(store.clone(), cfg.prefetch),
@@ -137,6 +156,7 @@ impl<S: ObjectStore> Filesystem<S> {
             store,
             cfg,
             warn: WarnOnce::default(),
+            negative,
             dirs: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -196,13 +216,17 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(snap) = snap {
             let listed = {
                 let mut s = snap.lock().unwrap();
+                let entry = s.get(name).map(|(i, l)| (i, l.clone()));
+                if let Some((idx, _)) = &entry {
+                    // Statahead only warms the cache, so an older listing may steer it.
+                    if s.updated.elapsed() < STATAHEAD_HORIZON {
+                        s.lookups += 1;
+                        self.maybe_statahead(&dir, &mut s, *idx);
+                    }
+                }
                 if self.fresh(s.updated) {
-                    match s.get(name).map(|(i, l)| (i, l.clone())) {
-                        Some((idx, l)) => {
-                            s.lookups += 1;
-                            self.maybe_statahead(&dir, &mut s, idx);
-                            Some(Some(l))
-                        }
+                    match entry {
+                        Some((_, l)) => Some(Some(l)),
                         None if s.complete => Some(None),
                         None => None,
                     }
@@ -220,7 +244,20 @@ impl<S: ObjectStore> Filesystem<S> {
                 None => {}
             }
         }
-        self.probe(&dir, name, &key, &prefix).await
+        if self.negative.contains_key(&(dir.ino, name.to_string())) {
+            return Err(Error::enoent(&key));
+        }
+        // A fresh HeadObject (statahead's, or an earlier lookup's) answers for a file.
+        if self.posix() {
+            if let Some(Some(m)) = self.meta.peek(&key).await {
+                return Ok(self.found_object(&dir, name, &key, m));
+            }
+        }
+        let r = self.probe(&dir, name, &key, &prefix).await;
+        if matches!(&r, Err(e) if e.errno == libc::ENOENT) {
+            self.negative.insert((dir.ino, name.to_string()), ());
+        }
+        r
     }
 
     /// Attributes of an entry a listing showed. `None` if it vanished since.
@@ -232,7 +269,14 @@ impl<S: ObjectStore> Filesystem<S> {
         prefix: &str,
     ) -> Result<Option<Attr>> {
         match l.kind {
-            Kind::Dir => Ok(Some(self.found_dir(dir, &l.name, prefix, None).await?)),
+            Kind::Dir => {
+                // No request for the marker here (`find` must cost listings only): use its
+                // metadata if statahead or an earlier lookup fetched it.
+                let marker = self.meta.peek(prefix).await.flatten();
+                Ok(Some(
+                    self.found_dir(dir, &l.name, prefix, Some(marker)).await?,
+                ))
+            }
             _ if self.posix() => match self.meta.head(key).await? {
                 Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
                 None => Ok(None),
@@ -261,14 +305,30 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Ask S3 whether `name` is a directory (any key under `prefix`) or an object
     /// (`key`), both at once. A directory wins over an object of the same name.
     async fn probe(&self, dir: &Arc<Inode>, name: &str, key: &str, prefix: &str) -> Result<Attr> {
-        let (head, list) = tokio::join!(
-            self.meta.head(key),
-            self.store.list(prefix, Some("/"), None, Some(1))
-        );
+        // Listing mode never sends HeadObject: a one-key listing at `key` finds the object.
+        let (file, list) = if self.posix() {
+            let (head, list) = tokio::join!(
+                self.meta.head(key),
+                self.store.list(prefix, Some("/"), None, Some(1))
+            );
+            (head.map(|h| h.map(Found::Head)), list)
+        } else {
+            let (at_key, list) = tokio::join!(
+                self.store.list(key, Some("/"), None, Some(1)),
+                self.store.list(prefix, Some("/"), None, Some(1))
+            );
+            let found = at_key.map_err(Error::from).map(|p| {
+                p.objects
+                    .into_iter()
+                    .find(|o| o.key == key)
+                    .map(Found::Listed)
+            });
+            (found, list)
+        };
         let list = list.map_err(Error::from)?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
             let marker = list.objects.first().is_some_and(|o| o.key == prefix);
-            if let Ok(Some(_)) = &head {
+            if let Ok(Some(_)) = &file {
                 if self.warn.first(key) {
                     warn!(
                         key,
@@ -283,8 +343,25 @@ impl<S: ObjectStore> Filesystem<S> {
             };
             return self.found_dir(dir, name, prefix, Some(marker_meta)).await;
         }
-        match head? {
-            Some(m) => Ok(self.found_object(dir, name, key, m)),
+        match file? {
+            Some(Found::Head(m)) => Ok(self.found_object(dir, name, key, m)),
+            Some(Found::Listed(s)) => {
+                let stat = attr::stat_from_summary(&s, &self.cfg.defaults);
+                let inode = self.inodes.upsert(
+                    dir.ino,
+                    name,
+                    key,
+                    stat,
+                    self.valid_until(),
+                    None,
+                    Some(s.etag.clone()),
+                    true,
+                );
+                Ok(Attr {
+                    ino: inode.ino,
+                    stat,
+                })
+            }
             None => Err(Error::enoent(key)),
         }
     }
@@ -637,10 +714,10 @@ impl<S: ObjectStore> Filesystem<S> {
             same
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files
-            .lock()
-            .unwrap()
-            .insert(fh, Arc::new(ReadHandle::new(&inode.key, &etag, size)));
+        self.files.lock().unwrap().insert(
+            fh,
+            Arc::new(ReadHandle::new(inode.ino, &inode.key, &etag, size)),
+        );
         Ok(Opened { fh, keep_cache })
     }
 
@@ -652,7 +729,15 @@ impl<S: ObjectStore> Filesystem<S> {
             .get(&fh)
             .cloned()
             .ok_or_else(|| Error::new(libc::EBADF, format!("no file handle {fh}")))?;
-        h.read(&self.reader, offset, size).await
+        let r = h.read(&self.reader, offset, size).await;
+        if r.is_err() {
+            // The object may have changed: the next open must ask S3 again.
+            self.meta.invalidate(&h.key).await;
+            if let Ok(inode) = self.inodes.get(h.ino) {
+                inode.state.lock().unwrap().valid_until = Instant::now();
+            }
+        }
+        r
     }
 
     pub fn release(&self, fh: u64) {
@@ -707,6 +792,14 @@ impl<S: ObjectStore> Filesystem<S> {
             if let Some(s) = &self.stats {
                 return Ok(s.to_json().into_bytes());
             }
+        }
+        // Only the user namespace maps to S3 metadata; security.*, system.* (ACLs) and
+        // trusted.* never exist here, and `ls -l` asks for them on every file.
+        if !name.starts_with("user.") {
+            return Err(Error::new(
+                libc::ENODATA,
+                format!("{}: no attribute {name}", inode.key),
+            ));
         }
         let m = self.xattr_meta(&inode).await?;
         m.and_then(|m| attr::xattr_value(&m, name))

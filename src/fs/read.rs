@@ -112,6 +112,7 @@ struct ReadState {
 
 /// An open file being read.
 pub struct ReadHandle {
+    pub ino: u64,
     pub key: Arc<str>,
     pub etag: Arc<str>,
     pub size: u64,
@@ -123,8 +124,9 @@ pub struct ReadHandle {
 const KEEP_BEHIND: u64 = 2 * 1024 * 1024;
 
 impl ReadHandle {
-    pub fn new(key: &str, etag: &str, size: u64) -> Self {
+    pub fn new(ino: u64, key: &str, etag: &str, size: u64) -> Self {
         ReadHandle {
+            ino,
             key: key.into(),
             etag: etag.into(),
             size,
@@ -330,7 +332,7 @@ mod tests {
         let etag = mem.head_etag("k");
         let store = Arc::new(CountingStore::new(mem));
         let reader = Reader::new(store.clone(), PrefetchConfig::default());
-        (store, reader, ReadHandle::new("k", &etag, n as u64))
+        (store, reader, ReadHandle::new(2, "k", &etag, n as u64))
     }
 
     #[tokio::test]
@@ -391,7 +393,7 @@ mod tests {
             Arc::new(FaultyStore::short_reads(mem)),
             PrefetchConfig::default(),
         );
-        let h = ReadHandle::new("k", &etag, 100_000);
+        let h = ReadHandle::new(2, "k", &etag, 100_000);
         assert_eq!(h.read(&reader, 0, 4096).await.unwrap_err().errno, libc::EIO);
     }
 
@@ -413,7 +415,7 @@ mod tests {
             ..PrefetchConfig::default()
         };
         let reader = Reader::new(Arc::new(mem), cfg);
-        let h = ReadHandle::new("k", &etag, n as u64);
+        let h = ReadHandle::new(2, "k", &etag, n as u64);
         let mut off = 0;
         while off < n as u64 {
             let b = h.read(&reader, off, 1024 * 1024).await.unwrap();

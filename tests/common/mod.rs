@@ -178,7 +178,11 @@ impl Mount {
             .arg(self.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "getfattr: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "getfattr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -192,7 +196,11 @@ impl Mount {
             .arg(self.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "setfattr: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "setfattr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -209,7 +217,10 @@ impl Drop for Mount {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }
