@@ -141,7 +141,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
@@ -210,7 +210,7 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
 fn serve(
     args: &MountArgs,
     c: &Checked,
-    mut status: Option<&mut Option<File>>,
+    status: Option<&mut Option<File>>,
 ) -> Result<(), String> {
     let background = status.is_some();
     init_logging(args, c.log_file.as_deref(), background);
@@ -338,7 +338,7 @@ fn serve(
         }
     });
 
-    if let Some(st) = status.as_deref_mut() {
+    if let Some(st) = status {
         report(st, OK);
         let _ = std::env::set_current_dir("/");
         redirect_stdio();

@@ -19,6 +19,9 @@ use crate::store::ObjectStore;
 
 type BlockKey = (Arc<str>, Arc<str>, u64);
 
+/// The bytes of one part, shared by every read that needs them.
+type PartData = Shared<BoxFuture<'static, Result<Bytes>>>;
+
 /// What every open file shares: the store, the memory budget and the block cache.
 pub struct Reader<S> {
     store: Arc<S>,
@@ -77,7 +80,7 @@ impl<S: ObjectStore> Reader<S> {
 /// One ranged GET of a sequential stream, running in the background.
 struct Part {
     range: Range<u64>,
-    data: Shared<BoxFuture<'static, Result<Bytes>>>,
+    data: PartData,
     abort: AbortHandle,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -175,7 +178,7 @@ impl ReadHandle {
         st: &mut ReadState,
         offset: u64,
         end: u64,
-    ) -> Vec<(Range<u64>, Shared<BoxFuture<'static, Result<Bytes>>>)> {
+    ) -> Vec<(Range<u64>, PartData)> {
         let fresh = match &st.stream {
             Some(s) => !s.win.covers(s.oldest(), offset),
             None => true,
@@ -264,7 +267,7 @@ impl ReadHandle {
 }
 
 async fn assemble(
-    parts: Vec<(Range<u64>, Shared<BoxFuture<'static, Result<Bytes>>>)>,
+    parts: Vec<(Range<u64>, PartData)>,
     offset: u64,
     end: u64,
 ) -> Result<Bytes> {

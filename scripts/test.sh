@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install what the tests need and run the whole suite:
+#   - fuse3 (apt-get, when fusermount3 is missing), getfattr/setfattr (attr), tree;
+#   - the local S3 server (SeaweedFS, pinned, in .venv) started once on 127.0.0.1;
+#   - cargo fmt/clippy checks, unit tests, then mounted integration tests.
+# Everything talks to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need_pkgs=()
+command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
+command -v getfattr >/dev/null || need_pkgs+=(attr)
+command -v tree >/dev/null || need_pkgs+=(tree)
+command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "installing: ${need_pkgs[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+if [ ! -w /dev/fuse ]; then
+    echo "error: /dev/fuse is not usable by $(id -un); run as root or a user in the fuse group" >&2
+    exit 1
+fi
+
+# Loopback only: no proxies, no instance metadata, static credentials and region.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_ACCESS_KEY_ID=bucketfs-test AWS_SECRET_ACCESS_KEY=bucketfs-test-secret AWS_REGION=us-east-1
+
+scripts/s3-server.sh install
+SERVER_DIR="$(mktemp -d /tmp/bucketfs-s3.XXXXXX)"
+cleanup() {
+    # Unmount anything a failed test left behind, then stop the server.
+    grep -o ' /tmp/\.tmp[^ ]*' /proc/self/mountinfo 2>/dev/null | while read -r mp; do
+        fusermount3 -u -z "$mp" 2>/dev/null || true
+    done
+    scripts/s3-server.sh stop "$SERVER_DIR"
+    rm -rf "$SERVER_DIR"
+}
+trap cleanup EXIT
+eval "$(scripts/s3-server.sh start "$SERVER_DIR")"
+echo "S3 server: $BUCKETFS_TEST_ENDPOINT"
+
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+cargo test --release
