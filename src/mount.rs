@@ -207,11 +207,7 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
 }
 
 /// Connect, check the bucket, mount, and serve until unmounted.
-fn serve(
-    args: &MountArgs,
-    c: &Checked,
-    status: Option<&mut Option<File>>,
-) -> Result<(), String> {
+fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Result<(), String> {
     let background = status.is_some();
     init_logging(args, c.log_file.as_deref(), background);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -217,9 +217,11 @@ impl<S: ObjectStore> Filesystem<S> {
             let listed = {
                 let mut s = snap.lock().unwrap();
                 let entry = s.get(name).map(|(i, l)| (i, l.clone()));
-                if let Some((idx, _)) = &entry {
+                if let Some((idx, l)) = &entry {
                     // Statahead only warms the cache, so an older listing may steer it.
-                    if s.updated.elapsed() < STATAHEAD_HORIZON {
+                    // Only file lookups count: `find` looks up directories to descend,
+                    // `ls -l` looks up everything.
+                    if l.kind != Kind::Dir && s.updated.elapsed() < STATAHEAD_HORIZON {
                         s.lookups += 1;
                         self.maybe_statahead(&dir, &mut s, *idx);
                     }
@@ -431,7 +433,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
-    /// After a readdir, a second lookup in listing order means a `ls -l`-like walk:
+    /// After a readdir, a second file lookup in the listing means a `ls -l`-like walk:
     /// fetch the metadata of the following entries in parallel, ahead of the kernel.
     fn maybe_statahead(&self, dir: &Arc<Inode>, s: &mut Snapshot, idx: usize) {
         if !self.posix() || s.lookups < 2 {

@@ -266,11 +266,7 @@ impl ReadHandle {
     }
 }
 
-async fn assemble(
-    parts: Vec<(Range<u64>, PartData)>,
-    offset: u64,
-    end: u64,
-) -> Result<Bytes> {
+async fn assemble(parts: Vec<(Range<u64>, PartData)>, offset: u64, end: u64) -> Result<Bytes> {
     let mut got = Vec::with_capacity(parts.len());
     for (range, fut) in parts {
         let data = fut.await.inspect_err(|e| warn!("read failed: {e}"))?;

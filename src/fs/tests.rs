@@ -314,3 +314,27 @@ async fn store_errors_map_to_errnos() {
         Kind::File
     );
 }
+
+#[tokio::test]
+async fn descending_into_subdirectories_sends_no_head() {
+    // `find -name` looks up every subdirectory of a listed directory to descend into it.
+    let mem = MemoryStore::new();
+    for i in 0..20 {
+        mem.put(&format!("sub{i:02}/file"), "x");
+    }
+    mem.put("top-file", "x");
+    let (fs, stats) = setup(mem, |_| {});
+    let root = list_names(&fs, ROOT_INO).await;
+    for (n, k) in &root {
+        if *k == Kind::Dir {
+            let d = fs.lookup(ROOT_INO, n.as_bytes()).await.unwrap();
+            list_names(&fs, d.ino).await;
+        }
+    }
+    // Let any statahead task run before counting.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 21);
+}
