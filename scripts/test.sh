@@ -32,12 +32,15 @@ export AWS_ACCESS_KEY_ID=bucketfs-test AWS_SECRET_ACCESS_KEY=bucketfs-test-secre
 scripts/s3-server.sh install
 SERVER_DIR="$(mktemp -d /tmp/bucketfs-s3.XXXXXX)"
 cleanup() {
+    local rc=$?
+    set +e
     # Unmount anything a failed test left behind, then stop the server.
     grep -o ' /tmp/\.tmp[^ ]*' /proc/self/mountinfo 2>/dev/null | while read -r mp; do
-        fusermount3 -u -z "$mp" 2>/dev/null || true
+        fusermount3 -u -z "$mp" 2>/dev/null
     done
     scripts/s3-server.sh stop "$SERVER_DIR"
     rm -rf "$SERVER_DIR"
+    exit "$rc"
 }
 trap cleanup EXIT
 eval "$(scripts/s3-server.sh start "$SERVER_DIR")"

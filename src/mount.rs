@@ -222,7 +222,8 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
         profile: args.profile.clone(),
-        force_path_style: args.force_path_style,
+        force_path_style: args.force_path_style
+            || args.endpoint_url.as_deref().is_some_and(needs_path_style),
         max_attempts: 2,
     };
     let endpoint = args
@@ -351,6 +352,22 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     }
 }
 
+/// Endpoints addressed by IP or `localhost` cannot serve virtual-hosted buckets
+/// (`bucket.127.0.0.1`): use path-style addressing for them without being asked.
+fn needs_path_style(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    if host.starts_with('[') {
+        return true; // IPv6 literal
+    }
+    let host = host.split(':').next().unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// Detach a daemon from the terminal: stdin/stdout/stderr to /dev/null.
 fn redirect_stdio() {
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
@@ -372,6 +389,16 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn path_style_for_ip_endpoints() {
+        assert!(needs_path_style("http://127.0.0.1:9000"));
+        assert!(needs_path_style("http://localhost:9000/"));
+        assert!(needs_path_style("https://[::1]:9000"));
+        assert!(needs_path_style("10.0.0.5"));
+        assert!(!needs_path_style("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!needs_path_style("https://minio.example.com:9000"));
     }
 
     #[test]

@@ -403,3 +403,46 @@ fn read_only_and_unsupported_writes_fail_cleanly() {
     let mtime = std::fs::metadata(m.p("f")).unwrap().modified().unwrap();
     assert!(mtime > UNIX_EPOCH);
 }
+
+#[test]
+fn sigterm_unmounts_and_logs_request_counts() {
+    let b = Bucket::new("sigterm");
+    b.put("f.txt", "bye");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().with_extension("log");
+    // Path style is chosen automatically for an IP endpoint: no --force-path-style here.
+    let mut child = Command::new(bin())
+        .args(["mount", &b.name])
+        .arg(dir.path())
+        .args(["--endpoint-url", &endpoint(), "--foreground", "--log-file"])
+        .arg(&log)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mp = dir.path().to_str().unwrap().to_string();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {mp} "))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !mounted() {
+        assert!(std::time::Instant::now() < deadline, "mount did not appear");
+        assert!(child.try_wait().unwrap().is_none(), "bucketfs exited early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
+        "bye"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!mounted(), "still mounted after SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("S3 requests: ListObjectsV2="), "{text}");
+    assert!(text.contains("GetObject=1"), "{text}");
+}
