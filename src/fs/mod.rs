@@ -285,21 +285,7 @@ impl<S: ObjectStore> Filesystem<S> {
             },
             _ => {
                 let s = l.summary.as_ref().expect("listed file has a summary");
-                let stat = attr::stat_from_summary(s, &self.cfg.defaults);
-                let inode = self.inodes.upsert(
-                    dir.ino,
-                    &l.name,
-                    key,
-                    stat,
-                    self.valid_until(),
-                    None,
-                    Some(s.etag.clone()),
-                    true,
-                );
-                Ok(Some(Attr {
-                    ino: inode.ino,
-                    stat,
-                }))
+                Ok(Some(self.found_listed(dir, &l.name, key, s)))
             }
         }
     }
@@ -347,23 +333,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         match file? {
             Some(Found::Head(m)) => Ok(self.found_object(dir, name, key, m)),
-            Some(Found::Listed(s)) => {
-                let stat = attr::stat_from_summary(&s, &self.cfg.defaults);
-                let inode = self.inodes.upsert(
-                    dir.ino,
-                    name,
-                    key,
-                    stat,
-                    self.valid_until(),
-                    None,
-                    Some(s.etag.clone()),
-                    true,
-                );
-                Ok(Attr {
-                    ino: inode.ino,
-                    stat,
-                })
-            }
+            Some(Found::Listed(s)) => Ok(self.found_listed(dir, name, key, &s)),
             None => Err(Error::enoent(key)),
         }
     }
@@ -402,6 +372,31 @@ impl<S: ObjectStore> Filesystem<S> {
             ino: inode.ino,
             stat,
         })
+    }
+
+    /// Record a file known only from a listing entry (listing mode).
+    fn found_listed(
+        &self,
+        dir: &Arc<Inode>,
+        name: &str,
+        key: &str,
+        s: &crate::store::ObjectSummary,
+    ) -> Attr {
+        let stat = attr::stat_from_summary(s, &self.cfg.defaults);
+        let inode = self.inodes.upsert(
+            dir.ino,
+            name,
+            key,
+            stat,
+            self.valid_until(),
+            None,
+            Some(s.etag.clone()),
+            true,
+        );
+        Attr {
+            ino: inode.ino,
+            stat,
+        }
     }
 
     fn found_object(
