@@ -363,22 +363,16 @@ fn mount_errors_are_one_line_and_leave_nothing_mounted() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let c = mount_cmd(&b.name, dir.path(), &log, &[]);
-    let args: Vec<String> = c
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let pos = args.iter().position(|a| a == "--endpoint-url").unwrap();
-    let mut c2 = Command::new(bin());
-    for (i, a) in args.iter().enumerate() {
-        if i == pos + 1 {
-            c2.arg(format!("http://127.0.0.1:{port}"));
-        } else {
-            c2.arg(a);
-        }
-    }
-    c2.env("AWS_EC2_METADATA_DISABLED", "true");
-    check(&mut c2, "cannot reach");
+    check(
+        &mut mount_cmd_at(
+            &format!("http://127.0.0.1:{port}"),
+            &b.name,
+            dir.path(),
+            &log,
+            &[],
+        ),
+        "cannot reach",
+    );
     check(
         &mut mount_cmd(&b.name, &dir.path().join("missing"), &log, &[]),
         "missing",

@@ -201,15 +201,6 @@ impl InodeTable {
         }
     }
 
-    /// Drop the name mapping of `name` in `parent` (it no longer exists).
-    pub fn unlink_name(&self, parent: u64, name: &str) {
-        self.t
-            .lock()
-            .unwrap()
-            .by_name
-            .remove(&(parent, name.to_string()));
-    }
-
     pub fn len(&self) -> usize {
         self.t.lock().unwrap().by_ino.len()
     }

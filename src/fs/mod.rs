@@ -165,10 +165,6 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
-    pub fn config(&self) -> &FsConfig {
-        &self.cfg
-    }
-
     pub fn ttl(&self) -> Duration {
         self.cfg.metadata_ttl
     }
@@ -674,16 +670,20 @@ impl<S: ObjectStore> Filesystem<S> {
             ));
         }
         // Close-to-open: revalidate unless attributes are fresh.
-        let (mut etag, mut size, fresh) = {
+        let (mut meta, mut etag, mut size, fresh) = {
             let s = inode.state.lock().unwrap();
             let etag = s
                 .meta
                 .as_ref()
                 .map(|m| m.etag.clone())
                 .or_else(|| s.listed_etag.clone());
-            (etag, s.stat.size, Instant::now() < s.valid_until)
+            (
+                s.meta.clone(),
+                etag,
+                s.stat.size,
+                Instant::now() < s.valid_until,
+            )
         };
-        let mut meta = inode.state.lock().unwrap().meta.clone();
         if !fresh || etag.is_none() {
             let a = self.refresh(&inode).await?;
             meta = inode.state.lock().unwrap().meta.clone();
@@ -849,10 +849,6 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(s) = &self.stats {
             info!(event = why, "S3 requests: {}", s.summary());
         }
-    }
-
-    pub fn inode_count(&self) -> usize {
-        self.inodes.len()
     }
 }
 

@@ -45,10 +45,6 @@ impl<S: ObjectStore> Reader<S> {
         }
     }
 
-    pub fn config(&self) -> &PrefetchConfig {
-        &self.cfg
-    }
-
     /// Fetch `range` of `key` at `etag`, checking the length that came back.
     fn fetch(
         &self,

@@ -87,21 +87,9 @@ impl MemoryStore {
         }
     }
 
-    pub fn remove(&self, key: &str) {
-        self.objects.lock().unwrap().remove(key);
-    }
-
     /// The ETag of `key` (panics if absent; for tests).
     pub fn head_etag(&self, key: &str) -> String {
         self.objects.lock().unwrap()[key].etag.clone()
-    }
-
-    pub fn get_all(&self, key: &str) -> Option<Bytes> {
-        self.objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|o| o.body.clone())
     }
 }
 

@@ -129,12 +129,23 @@ pub fn bin() -> &'static str {
 
 /// The command line to mount `target` (a bucket or bucket/prefix) at `dir`.
 pub fn mount_cmd(target: &str, dir: &Path, log: &Path, extra: &[&str]) -> Command {
+    mount_cmd_at(&endpoint(), target, dir, log, extra)
+}
+
+/// `mount_cmd` against another endpoint.
+pub fn mount_cmd_at(
+    endpoint: &str,
+    target: &str,
+    dir: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> Command {
     let mut c = Command::new(bin());
     c.arg("mount")
         .arg(target)
         .arg(dir)
         .arg("--endpoint-url")
-        .arg(endpoint())
+        .arg(endpoint)
         .arg("--force-path-style")
         .arg("--region")
         .arg("us-east-1")
