@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need and run the whole suite:
-#   - fuse3 (apt-get, when fusermount3 is missing), getfattr/setfattr (attr), tree;
+#   - fuse3 (apt-get, when fusermount3 is missing), getfattr/setfattr (attr), tree,
+#     rsync and git (the write-side tests drive them);
 #   - the local S3 server (SeaweedFS, pinned, in .venv) started once on 127.0.0.1;
 #   - cargo fmt/clippy checks, unit tests, then mounted integration tests.
 # Everything talks to 127.0.0.1 only.
@@ -13,6 +14,8 @@ need_pkgs=()
 command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 command -v getfattr >/dev/null || need_pkgs+=(attr)
 command -v tree >/dev/null || need_pkgs+=(tree)
+command -v rsync >/dev/null || need_pkgs+=(rsync)
+command -v git >/dev/null || need_pkgs+=(git)
 command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "installing: ${need_pkgs[*]}"

@@ -74,10 +74,21 @@ pub struct MountArgs {
     #[arg(long, value_enum, default_value = "posix")]
     pub metadata_source: MetadataSourceArg,
 
-    /// Largest ranged GET for sequential reads, in MiB.
+    /// Part size in MiB: the largest ranged GET of sequential reads and the first part
+    /// of uploads (uploads grow it so files up to 5 TiB fit in 10,000 parts; min 5).
     #[arg(long, default_value = "8")]
     pub part_size: u64,
-    /// Memory for prefetched data across all open files, in MiB.
+    /// Memory for upload parts in flight across all files, in MiB.
+    #[arg(long, default_value = "128")]
+    pub max_upload_memory: u64,
+    /// Parts uploaded in parallel per file.
+    #[arg(long, default_value = "8")]
+    pub max_concurrency: usize,
+    /// Directory for staging files of files modified out of order
+    /// (default: $XDG_CACHE_HOME/bucketfs or ~/.cache/bucketfs).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory for prefetched read data across all open files, in MiB.
     #[arg(long, default_value = "160")]
     pub max_memory: u64,
 

@@ -15,7 +15,7 @@ use fuser::{
 use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::fs::attr::Kind;
-use crate::fs::{Attr, Error, Filesystem};
+use crate::fs::{Attr, Error, Filesystem, Owner, SetAttr};
 use crate::store::ObjectStore;
 
 /// Largest read/write the kernel sends in one request.
@@ -80,6 +80,13 @@ fn errno(op: &str, e: &Error) -> Errno {
     Errno::from_i32(e.errno)
 }
 
+fn owner(req: &Request) -> Owner {
+    Owner {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
 fn xattr_reply(reply: ReplyXattr, data: &[u8], size: u32) {
     if size == 0 {
         reply.size(data.len() as u32);
@@ -96,10 +103,19 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let _ = config.set_max_write(MAX_IO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
+        // open(O_TRUNC) arrives as one request, so a truncated file starts a fresh upload.
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
     fn destroy(&mut self) {
+        let failed = self.rt.block_on(self.fs.drain());
+        if failed > 0 {
+            warn!(
+                failed,
+                "some uploads failed at unmount (see the errors above)"
+            );
+        }
         self.fs.log_stats("unmount");
     }
 
@@ -193,29 +209,132 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         );
     }
 
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        let fs = self.fs.clone();
+        let data = data.to_vec();
+        let len = data.len();
+        self.rt.spawn(
+            async move {
+                match fs.write(fh.0, offset, &data).await {
+                    Ok(n) => reply.written(n),
+                    Err(e) => reply.error(errno("write", &e)),
+                }
+            }
+            .instrument(debug_span!("write", ino = ino.0, offset, len)),
+        );
+    }
+
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let fs = self.fs.clone();
+        self.rt.spawn(
+            async move {
+                match fs.flush(fh.0).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("flush", &e)),
+                }
+            }
+            .instrument(debug_span!("flush", ino = ino.0)),
+        );
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(
+            async move {
+                match fs.flush(fh.0).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("fsync", &e)),
+                }
+            }
+            .instrument(debug_span!("fsync", ino = ino.0)),
+        );
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
-        reply.ok();
+        let fs = self.fs.clone();
+        self.rt.spawn(
+            async move {
+                match fs.release(fh.0).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("release", &e)),
+                }
+            }
+            .instrument(debug_span!("release", ino = ino.0)),
+        );
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        if mode != 0 {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        // Plain allocation: the file grows to cover the range, like posix_fallocate.
+        let fs = self.fs.clone();
+        self.rt.spawn(
+            async move {
+                let r = match fs.getattr(ino.0).await {
+                    Ok(a) if a.stat.size >= offset + length => Ok(()),
+                    Ok(_) => fs
+                        .setattr(
+                            ino.0,
+                            SetAttr {
+                                size: Some(offset + length),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("fallocate", &e)),
+                }
+            }
+            .instrument(debug_span!("fallocate", ino = ino.0)),
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -329,66 +448,171 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         );
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        let owner = owner(req);
+        let ttl = self.ttl();
+        self.rt.spawn(
+            async move {
+                match fs.mkdir(parent.0, &name, mode & !umask, owner).await {
+                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                    Err(e) => reply.error(errno("mkdir", &e)),
+                }
+            }
+            .instrument(debug_span!("mkdir", ino = parent.0)),
+        );
     }
 
     fn mknod(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _r: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Devices, FIFOs and sockets cannot be objects.
+            return reply.error(Errno::EPERM);
+        }
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        let owner = owner(req);
+        let ttl = self.ttl();
+        self.rt.spawn(
+            async move {
+                let r = match fs.create(parent.0, &name, mode & !umask, owner).await {
+                    Ok((a, o)) => fs.release(o.fh).await.map(|_| a),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                    Err(e) => reply.error(errno("mknod", &e)),
+                }
+            }
+            .instrument(debug_span!("mknod", ino = parent.0)),
+        );
     }
 
     fn create(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _f: i32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(Errno::EROFS);
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        let owner = owner(req);
+        let ttl = self.ttl();
+        self.rt.spawn(
+            async move {
+                match fs.create(parent.0, &name, mode & !umask, owner).await {
+                    Ok((a, o)) => reply.created(
+                        &ttl,
+                        &file_attr(&a),
+                        Generation(0),
+                        FileHandle(o.fh),
+                        FopenFlags::empty(),
+                    ),
+                    Err(e) => reply.error(errno("create", &e)),
+                }
+            }
+            .instrument(debug_span!("create", ino = parent.0)),
+        );
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        self.rt.spawn(
+            async move {
+                match fs.unlink(parent.0, &name).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("unlink", &e)),
+                }
+            }
+            .instrument(debug_span!("unlink", ino = parent.0)),
+        );
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        self.rt.spawn(
+            async move {
+                match fs.rmdir(parent.0, &name).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("rmdir", &e)),
+                }
+            }
+            .instrument(debug_span!("rmdir", ino = parent.0)),
+        );
     }
 
     fn symlink(
         &self,
-        _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _t: &std::path::Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        let fs = self.fs.clone();
+        let name = link_name.as_bytes().to_vec();
+        let target = target.as_os_str().as_bytes().to_vec();
+        let owner = owner(req);
+        let ttl = self.ttl();
+        self.rt.spawn(
+            async move {
+                match fs.symlink(parent.0, &name, &target, owner).await {
+                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                    Err(e) => reply.error(errno("symlink", &e)),
+                }
+            }
+            .instrument(debug_span!("symlink", ino = parent.0)),
+        );
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _np: INodeNo,
-        _nn: &OsStr,
-        _f: fuser::RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        let newname = newname.as_bytes().to_vec();
+        self.rt.spawn(
+            async move {
+                match fs
+                    .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                    .await
+                {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("rename", &e)),
+                }
+            }
+            .instrument(debug_span!("rename", ino = parent.0)),
+        );
     }
 
     fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
@@ -415,20 +639,43 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if mode.is_none()
-            && uid.is_none()
-            && gid.is_none()
-            && size.is_none()
-            && atime.is_none()
-            && mtime.is_none()
-        {
-            return self.getattr(_req, ino, None, reply);
-        }
-        reply.error(Errno::EROFS);
+        let t = |x: fuser::TimeOrNow| match x {
+            fuser::TimeOrNow::SpecificTime(t) => t,
+            fuser::TimeOrNow::Now => std::time::SystemTime::now(),
+        };
+        let ch = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(t),
+            mtime: mtime.map(t),
+        };
+        let fs = self.fs.clone();
+        let ttl = self.ttl();
+        self.rt.spawn(
+            async move {
+                match fs.setattr(ino.0, ch).await {
+                    Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+                    Err(e) => reply.error(errno("setattr", &e)),
+                }
+            }
+            .instrument(debug_span!("setattr", ino = ino.0)),
+        );
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = name.as_bytes().to_vec();
+        self.rt.spawn(
+            async move {
+                match fs.removexattr(ino.0, &name).await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno("removexattr", &e)),
+                }
+            }
+            .instrument(debug_span!("removexattr", ino = ino.0)),
+        );
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

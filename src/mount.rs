@@ -262,6 +262,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.read_only = args.read_only;
     cfg.prefetch.part_size = args.part_size.max(1) * 1024 * 1024;
     cfg.prefetch.memory_budget = args.max_memory.max(16) * 1024 * 1024;
+    cfg.write.part_size = args.part_size.max(5) * 1024 * 1024;
+    cfg.write.memory_budget = args.max_upload_memory.max(16) * 1024 * 1024;
+    cfg.write.concurrency = args.max_concurrency.max(1);
+    cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
 
     let mut config = fuser::Config::default();
@@ -405,4 +409,19 @@ mod tests {
     fn root_is_a_mountpoint() {
         assert!(is_mountpoint(Path::new("/")));
     }
+}
+
+/// Where staging files go: `--cache-dir`, else the user's cache directory; one
+/// subdirectory per bucket.
+fn staging_dir(cache_dir: Option<&std::path::Path>, bucket: &str) -> std::path::PathBuf {
+    let base = cache_dir.map(|p| p.to_path_buf()).unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir)
+            .join("bucketfs")
+    });
+    base.join(bucket).join("staging")
 }

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::{ObjectMeta, ObjectSummary};
+use std::collections::HashMap;
+
+use crate::store::{ObjectMeta, ObjectSummary, PutOptions};
 
 /// What an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,6 +173,69 @@ pub fn dir_stat(d: &Defaults, time: SystemTime) -> Stat {
         mtime: time,
         ctime: time,
     }
+}
+
+/// `st_mode` as stored in `x-amz-meta-mode`: the file type bits and the permissions.
+pub fn st_mode(st: &Stat) -> u32 {
+    let t = match st.kind {
+        Kind::File => 0o100000,
+        Kind::Dir => S_IFDIR,
+        Kind::Symlink => S_IFLNK,
+    };
+    t | u32::from(st.perm & 0o7777)
+}
+
+/// A time as stored in `x-amz-meta-*time`: seconds, with nanoseconds when there are any.
+pub fn format_time(t: SystemTime) -> String {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.subsec_nanos() == 0 => d.as_secs().to_string(),
+        Ok(d) => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        Err(e) => format!("-{}", e.duration().as_secs()),
+    }
+}
+
+/// The metadata an upload or a metadata rewrite carries: the POSIX attributes of `st`
+/// (mtime and atime only with `with_times`; otherwise S3's LastModified stands for them),
+/// the content type and the user xattrs.
+pub fn put_options(
+    st: &Stat,
+    with_times: bool,
+    content_type: Option<&str>,
+    user: &HashMap<String, String>,
+) -> PutOptions {
+    let mut m: HashMap<String, String> = user
+        .iter()
+        .filter(|(k, _)| !POSIX_META.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    m.insert("mode".into(), st_mode(st).to_string());
+    m.insert("uid".into(), st.uid.to_string());
+    m.insert("gid".into(), st.gid.to_string());
+    if with_times {
+        m.insert("mtime".into(), format_time(st.mtime));
+        m.insert("atime".into(), format_time(st.atime));
+    }
+    PutOptions {
+        content_type: content_type.map(str::to_string),
+        user_metadata: m,
+    }
+}
+
+/// The user xattrs of an object: its metadata without the POSIX attributes.
+pub fn user_xattrs(meta: &ObjectMeta) -> HashMap<String, String> {
+    meta.user_metadata
+        .iter()
+        .filter(|(k, _)| !POSIX_META.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Content-Type for a new object, guessed from its name's extension.
+pub fn guess_content_type(name: &str) -> String {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_string()
 }
 
 /// Whether the mode in `meta` says this object is a directory (`S_IFDIR`).
@@ -360,6 +425,27 @@ mod tests {
             xattr_value(&m, "user.s3.last_modified").unwrap(),
             b"1970-01-12T13:46:40Z"
         );
+    }
+
+    #[test]
+    fn upload_metadata_round_trips() {
+        let mut st = stat_from_meta(&meta(&[]), Kind::File, MetadataSource::Posix, &D);
+        st.perm = 0o640;
+        st.mtime = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        let user: HashMap<String, String> = [("color".to_string(), "blue".to_string())].into();
+        let o = put_options(&st, true, Some("text/plain"), &user);
+        let mut m = meta(&[]);
+        m.user_metadata = o.user_metadata.clone();
+        let back = stat_from_meta(&m, kind_from_meta(&m), MetadataSource::Posix, &D);
+        assert_eq!(back.perm, 0o640);
+        assert_eq!(back.mtime, st.mtime);
+        assert_eq!(o.user_metadata["mode"], "33184");
+        assert_eq!(o.user_metadata["color"], "blue");
+        assert_eq!(user_xattrs(&m).len(), 1);
+        let no_times = put_options(&st, false, None, &HashMap::new());
+        assert!(!no_times.user_metadata.contains_key("mtime"));
+        assert_eq!(guess_content_type("a/b.json"), "application/json");
+        assert_eq!(guess_content_type("noext"), "application/octet-stream");
     }
 
     #[test]

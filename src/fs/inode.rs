@@ -27,7 +27,7 @@ pub struct Inode {
 }
 
 /// The mutable part of an inode.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct InodeState {
     pub lookups: u64,
     pub stat: Stat,
@@ -42,6 +42,9 @@ pub struct InodeState {
     /// ETag seen by the last open, so an unchanged object keeps its page cache.
     pub last_open_etag: Option<String>,
     pub symlink_target: Option<String>,
+    /// ETag of the object as this mount last uploaded it: readers opened before the
+    /// upload move on to it (read-your-writes), unlike for changes made elsewhere.
+    pub local_etag: Option<String>,
 }
 
 impl Inode {
@@ -89,6 +92,7 @@ impl InodeTable {
                 listing: None,
                 last_open_etag: None,
                 symlink_target: None,
+                local_etag: None,
             }),
         });
         let mut by_ino = HashMap::new();
@@ -171,11 +175,110 @@ impl InodeTable {
                 listing: None,
                 last_open_etag: None,
                 symlink_target: None,
+                local_etag: None,
             }),
         });
         t.by_ino.insert(ino, inode.clone());
         t.by_name.insert((parent, name.to_string()), ino);
         inode
+    }
+
+    /// One more kernel reference to `inode` (a lookup answered from local state).
+    pub fn add_lookup(&self, inode: &Inode) {
+        inode.state.lock().unwrap().lookups += 1;
+    }
+
+    /// Insert a new inode for `name` in `parent` (create, mkdir, symlink), replacing any
+    /// entry of that name. Adds one kernel reference.
+    pub fn insert(
+        &self,
+        parent: u64,
+        name: &str,
+        key: &str,
+        stat: Stat,
+        valid_until: Instant,
+    ) -> Arc<Inode> {
+        let mut t = self.t.lock().unwrap();
+        let ino = t.next;
+        t.next += 1;
+        let inode = Arc::new(Inode {
+            ino,
+            parent,
+            name: name.to_string(),
+            key: key.to_string(),
+            kind: stat.kind,
+            state: Mutex::new(InodeState {
+                lookups: 1,
+                stat,
+                valid_until,
+                meta: None,
+                listed_etag: None,
+                listing: None,
+                last_open_etag: None,
+                symlink_target: None,
+                local_etag: None,
+            }),
+        });
+        t.by_ino.insert(ino, inode.clone());
+        t.by_name.insert((parent, name.to_string()), ino);
+        inode
+    }
+
+    /// The name `name` in `parent` is gone (unlink, rmdir). Inodes the kernel still
+    /// holds stay until forgotten.
+    pub fn remove_name(&self, parent: u64, name: &str) {
+        self.t
+            .lock()
+            .unwrap()
+            .by_name
+            .remove(&(parent, name.to_string()));
+    }
+
+    /// `ino` moved to `name` in `parent` with key `key` (rename). Returns the inode as
+    /// it is now; whatever had the new name loses it.
+    pub fn rename(&self, ino: u64, parent: u64, name: &str, key: &str) -> Option<Arc<Inode>> {
+        let mut t = self.t.lock().unwrap();
+        let old = t.by_ino.get(&ino).cloned()?;
+        let state = old.state.lock().unwrap().clone();
+        let new = Arc::new(Inode {
+            ino,
+            parent,
+            name: name.to_string(),
+            key: key.to_string(),
+            kind: old.kind,
+            state: Mutex::new(state),
+        });
+        let k = (old.parent, old.name.clone());
+        if t.by_name.get(&k) == Some(&ino) {
+            t.by_name.remove(&k);
+        }
+        t.by_name.insert((parent, name.to_string()), ino);
+        t.by_ino.insert(ino, new.clone());
+        Some(new)
+    }
+
+    /// Every inode whose key starts with `old` now has `new` in its place (the
+    /// descendants of a renamed directory).
+    pub fn rekey_prefix(&self, old: &str, new: &str) {
+        let mut t = self.t.lock().unwrap();
+        let moved: Vec<Arc<Inode>> = t
+            .by_ino
+            .values()
+            .filter(|i| i.key.starts_with(old) && i.ino != ROOT_INO)
+            .cloned()
+            .collect();
+        for i in moved {
+            let state = i.state.lock().unwrap().clone();
+            let n = Arc::new(Inode {
+                ino: i.ino,
+                parent: i.parent,
+                name: i.name.clone(),
+                key: format!("{new}{}", &i.key[old.len()..]),
+                kind: i.kind,
+                state: Mutex::new(state),
+            });
+            t.by_ino.insert(i.ino, n);
+        }
     }
 
     /// The kernel dropped `n` references to `ino`.

@@ -6,10 +6,15 @@ pub mod attr;
 pub mod error;
 pub mod inode;
 pub mod meta;
+pub mod modify;
 pub mod names;
+pub mod namespace;
 pub mod prefetch;
 pub mod read;
 pub mod readdir;
+pub mod staging;
+pub mod upload;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +31,13 @@ use attr::{Defaults, Kind, MetadataSource, Stat};
 pub use error::{Error, Result};
 use inode::{Inode, InodeTable, ROOT_INO};
 use meta::MetaCache;
+use modify::SharedWriter;
+pub use modify::{Owner, SetAttr};
 use names::{check_request_name, dir_prefix, file_key, WarnOnce};
 use prefetch::PrefetchConfig;
 use read::{ReadHandle, Reader};
 use readdir::{Listed, Merger, Snapshot};
+use upload::{Uploader, WriteConfig};
 
 /// How a mount behaves.
 #[derive(Debug, Clone)]
@@ -45,6 +53,7 @@ pub struct FsConfig {
     pub statahead_concurrency: usize,
     /// How many entries ahead of the reader statahead looks.
     pub statahead_window: usize,
+    pub write: WriteConfig,
 }
 
 impl FsConfig {
@@ -58,6 +67,7 @@ impl FsConfig {
             prefetch: PrefetchConfig::default(),
             statahead_concurrency: 64,
             statahead_window: 1024,
+            write: WriteConfig::new(std::env::temp_dir().join("bucketfs-staging")),
         }
     }
 }
@@ -120,6 +130,14 @@ struct DirHandle {
     snapshot: Arc<Mutex<Snapshot>>,
 }
 
+/// One open file handle. Reads go through the file's writer while it is open for
+/// writing in this mount, else through a reader pinned to one ETag.
+pub(crate) struct OpenFile {
+    pub ino: u64,
+    pub writable: bool,
+    pub reader: Mutex<Option<Arc<ReadHandle>>>,
+}
+
 /// The filesystem over one bucket (or one prefix of it).
 pub struct Filesystem<S> {
     store: Arc<S>,
@@ -131,7 +149,9 @@ pub struct Filesystem<S> {
     /// Names found missing, for the metadata TTL.
     negative: moka::sync::Cache<(u64, String), ()>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
-    files: Mutex<HashMap<u64, Arc<ReadHandle>>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    writers: Mutex<HashMap<u64, SharedWriter>>,
+    uploader: Arc<Uploader<S>>,
     next_fh: AtomicU64,
     stats: Option<Arc<RequestStats>>,
     mounted_at: SystemTime,
@@ -153,6 +173,8 @@ impl<S: ObjectStore> Filesystem<S> {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
             reader: Reader::new(store.clone(), cfg.prefetch),
             inodes: InodeTable::new(&cfg.root_prefix, root),
+            writers: Mutex::new(HashMap::new()),
+            uploader: Arc::new(Uploader::new(store.clone(), cfg.write.clone())),
             store,
             cfg,
             warn: WarnOnce::default(),
@@ -206,6 +228,17 @@ impl<S: ObjectStore> Filesystem<S> {
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
         let prefix = dir_prefix(&dir.key, name)?;
+
+        // A file open for writing here is what this mount says it is.
+        if let Some(i) = self.inodes.child(parent, name) {
+            if self.writer(i.ino).is_some() {
+                self.inodes.add_lookup(&i);
+                return Ok(Attr {
+                    ino: i.ino,
+                    stat: i.stat(),
+                });
+            }
+        }
 
         // A fresh listing of the parent answers without a request for the name itself.
         let snap = dir.state.lock().unwrap().listing.clone();
@@ -602,7 +635,32 @@ impl<S: ObjectStore> Filesystem<S> {
         self.append_entries(h, &items);
         h.token = page.next_token;
         h.done = h.token.is_none();
+        if h.done {
+            self.append_pending(h);
+        }
         Ok(())
+    }
+
+    /// Files created in this mount and not uploaded yet are entries too.
+    fn append_pending(&self, h: &mut DirHandle) {
+        let inos: Vec<u64> = self.writers.lock().unwrap().keys().copied().collect();
+        let listed: std::collections::HashSet<String> =
+            h.entries.iter().map(|e| e.name.clone()).collect();
+        for ino in inos {
+            let Ok(i) = self.inodes.get(ino) else {
+                continue;
+            };
+            let named = self.inodes.child(h.dir.ino, &i.name).map(|c| c.ino) == Some(ino);
+            if i.parent == h.dir.ino && named && !listed.contains(&i.name) {
+                let offset = h.entries.len() as u64 + 3;
+                h.entries.push(DirEntry {
+                    ino,
+                    offset,
+                    kind: i.kind,
+                    name: i.name.clone(),
+                });
+            }
+        }
     }
 
     fn append_entries(&self, h: &mut DirHandle, items: &[Listed]) {
@@ -664,10 +722,13 @@ impl<S: ObjectStore> Filesystem<S> {
             ));
         }
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            return Err(Error::new(
-                libc::EROFS,
-                format!("{}: this mount is read-only", inode.key),
-            ));
+            return self.open_write(&inode, flags).await;
+        }
+        if self.writer(ino).is_some() {
+            return Ok(Opened {
+                fh: self.add_reader(ino, None),
+                keep_cache: false,
+            });
         }
         // Close-to-open: revalidate unless attributes are fresh.
         let (mut meta, mut etag, mut size, fresh) = {
@@ -710,22 +771,58 @@ impl<S: ObjectStore> Filesystem<S> {
             s.last_open_etag = Some(etag.clone());
             same
         };
+        let h = Arc::new(ReadHandle::new(inode.ino, &inode.key, &etag, size));
+        Ok(Opened {
+            fh: self.add_reader(ino, Some(h)),
+            keep_cache,
+        })
+    }
+
+    fn add_reader(&self, ino: u64, h: Option<Arc<ReadHandle>>) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.files.lock().unwrap().insert(
             fh,
-            Arc::new(ReadHandle::new(inode.ino, &inode.key, &etag, size)),
+            Arc::new(OpenFile {
+                ino,
+                writable: false,
+                reader: Mutex::new(h),
+            }),
         );
-        Ok(Opened { fh, keep_cache })
+        fh
+    }
+
+    /// The reader of an open file: a new one when this mount uploaded a new version
+    /// since (read-your-writes), or when the file was opened while being written.
+    fn reader_of(&self, f: &OpenFile) -> Result<Arc<ReadHandle>> {
+        let inode = self.inodes.get(f.ino)?;
+        let (local, etag, size) = {
+            let s = inode.state.lock().unwrap();
+            let etag = s
+                .meta
+                .as_ref()
+                .map(|m| m.etag.clone())
+                .or_else(|| s.listed_etag.clone());
+            (s.local_etag.clone(), etag, s.stat.size)
+        };
+        let mut r = f.reader.lock().unwrap();
+        let stale = match (&*r, &local) {
+            (None, _) => true,
+            (Some(h), Some(l)) => &*h.etag != l.as_str(),
+            (Some(_), None) => false,
+        };
+        if stale {
+            let etag = local.or(etag).unwrap_or_default();
+            *r = Some(Arc::new(ReadHandle::new(f.ino, &inode.key, &etag, size)));
+        }
+        Ok(r.clone().expect("set above"))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
-        let h = self
-            .files
-            .lock()
-            .unwrap()
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| Error::new(libc::EBADF, format!("no file handle {fh}")))?;
+        let f = self.open_file(fh)?;
+        if let Some(r) = self.read_via_writer(f.ino, offset, size).await {
+            return r;
+        }
+        let h = self.reader_of(&f)?;
         let r = h.read(&self.reader, offset, size).await;
         if r.is_err() {
             // The object may have changed: the next open must ask S3 again.
@@ -735,10 +832,6 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         r
-    }
-
-    pub fn release(&self, fh: u64) {
-        self.files.lock().unwrap().remove(&fh);
     }
 
     pub async fn readlink(&self, ino: u64) -> Result<String> {
@@ -826,10 +919,15 @@ impl<S: ObjectStore> Filesystem<S> {
                 "write 'reset' to reset the counters",
             ));
         }
-        Err(Error::new(
-            libc::EROFS,
-            "setting xattrs is not supported yet",
-        ))
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Error::new(libc::EINVAL, "attribute name is not UTF-8"))?;
+        self.change_xattr(ino, name, Some(value)).await
+    }
+
+    pub async fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        let name = std::str::from_utf8(name)
+            .map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
+        self.change_xattr(ino, name, None).await
     }
 
     pub fn statfs(&self) -> StatFs {
@@ -854,3 +952,5 @@ impl<S: ObjectStore> Filesystem<S> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_tests;

@@ -218,19 +218,23 @@ async fn posix_metadata_and_symlinks() {
 }
 
 #[tokio::test]
-async fn open_read_and_write_refusal() {
+async fn open_read_and_read_only_refusal() {
     let mem = MemoryStore::new();
     mem.put("f", "0123456789");
-    let (fs, _) = setup(mem, |_| {});
+    let (fs, _) = setup(mem, |c| c.read_only = true);
     let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
     let o = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
     assert!(!o.keep_cache);
     assert_eq!(&fs.read(o.fh, 3, 4).await.unwrap()[..], b"3456");
-    fs.release(o.fh);
+    fs.release(o.fh).await.unwrap();
     let o2 = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
     assert!(o2.keep_cache, "unchanged object keeps the page cache");
     assert_eq!(
         fs.open(f.ino, libc::O_WRONLY).await.unwrap_err().errno,
+        libc::EROFS
+    );
+    assert_eq!(
+        fs.unlink(ROOT_INO, b"f").await.unwrap_err().errno,
         libc::EROFS
     );
     assert_eq!(fs.read(999, 0, 1).await.unwrap_err().errno, libc::EBADF);

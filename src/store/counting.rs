@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ListPage, ObjectMeta, ObjectStore, StoreResult};
+use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreResult};
 
 /// The S3 operations bucketfs issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,17 +18,50 @@ pub enum Op {
     ListObjectsV2,
     HeadObject,
     GetObject,
+    PutObject,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    CopyObject,
+    DeleteObject,
 }
 
 impl Op {
-    pub const ALL: [Op; 3] = [Op::ListObjectsV2, Op::HeadObject, Op::GetObject];
+    pub const ALL: [Op; 11] = [
+        Op::ListObjectsV2,
+        Op::HeadObject,
+        Op::GetObject,
+        Op::PutObject,
+        Op::CreateMultipartUpload,
+        Op::UploadPart,
+        Op::UploadPartCopy,
+        Op::CompleteMultipartUpload,
+        Op::AbortMultipartUpload,
+        Op::CopyObject,
+        Op::DeleteObject,
+    ];
 
+    /// The S3 API name.
     pub fn name(self) -> &'static str {
         match self {
             Op::ListObjectsV2 => "ListObjectsV2",
             Op::HeadObject => "HeadObject",
             Op::GetObject => "GetObject",
+            Op::PutObject => "PutObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload => "AbortMultipartUpload",
+            Op::CopyObject => "CopyObject",
+            Op::DeleteObject => "DeleteObject",
         }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -53,12 +86,12 @@ pub struct OpSnapshot {
 /// Counters for every operation; shared by the store wrapper and whoever reports them.
 #[derive(Debug, Default)]
 pub struct RequestStats {
-    ops: [OpCounters; 3],
+    ops: [OpCounters; Op::ALL.len()],
 }
 
 impl RequestStats {
     fn counters(&self, op: Op) -> &OpCounters {
-        &self.ops[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)]
+        &self.ops[op.index()]
     }
 
     pub fn snapshot(&self, op: Op) -> OpSnapshot {
@@ -69,6 +102,11 @@ impl RequestStats {
             bytes: c.bytes.load(Ordering::Relaxed),
             max_in_flight: c.max_in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    /// Requests of every kind since the last reset.
+    pub fn total_requests(&self) -> u64 {
+        Op::ALL.iter().map(|op| self.snapshot(*op).requests).sum()
     }
 
     /// Zero every counter (requests still in flight stay counted as in flight).
@@ -210,6 +248,93 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         t.finish(&r, n);
         r
     }
+
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
+        let t = self.stats.begin(Op::PutObject);
+        let n = body.len() as u64;
+        let r = self.inner.put(key, body, opts).await;
+        t.finish(&r, n);
+        r
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        let t = self.stats.begin(Op::CreateMultipartUpload);
+        let r = self.inner.create_multipart(key, opts).await;
+        t.finish(&r, 0);
+        r
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        let t = self.stats.begin(Op::UploadPart);
+        let n = body.len() as u64;
+        let r = self.inner.upload_part(key, upload_id, number, body).await;
+        t.finish(&r, n);
+        r
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        // No bytes: the copy happens inside the store, none cross the network.
+        let t = self.stats.begin(Op::UploadPartCopy);
+        let r = self
+            .inner
+            .upload_part_copy(key, upload_id, number, source, source_etag, range)
+            .await;
+        t.finish(&r, 0);
+        r
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String> {
+        let t = self.stats.begin(Op::CompleteMultipartUpload);
+        let r = self.inner.complete_multipart(key, upload_id, parts).await;
+        t.finish(&r, 0);
+        r
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        let t = self.stats.begin(Op::AbortMultipartUpload);
+        let r = self.inner.abort_multipart(key, upload_id).await;
+        t.finish(&r, 0);
+        r
+    }
+
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String> {
+        let t = self.stats.begin(Op::CopyObject);
+        let r = self.inner.copy(source, dest, source_etag, opts).await;
+        t.finish(&r, 0);
+        r
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let t = self.stats.begin(Op::DeleteObject);
+        let r = self.inner.delete(key).await;
+        t.finish(&r, 0);
+        r
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +357,56 @@ mod tests {
         assert!(stats.to_json().contains("\"GetObject\":{\"requests\":1,"));
         stats.reset();
         assert_eq!(stats.snapshot(Op::GetObject).requests, 0);
+    }
+
+    #[tokio::test]
+    async fn counts_write_requests() {
+        let store = CountingStore::new(MemoryStore::new().with_min_part_size(1));
+        let o = PutOptions::default();
+        store
+            .put("p", Bytes::from(vec![1u8; 10]), &o)
+            .await
+            .unwrap();
+        let id = store.create_multipart("m", &o).await.unwrap();
+        let e1 = store
+            .upload_part("m", &id, 1, Bytes::from(vec![2u8; 7]))
+            .await
+            .unwrap();
+        let tag = store.head("p").await.unwrap().etag;
+        let e2 = store
+            .upload_part_copy("m", &id, 2, "p", &tag, 0..5)
+            .await
+            .unwrap();
+        let parts = [
+            CompletedPart {
+                number: 1,
+                etag: e1,
+            },
+            CompletedPart {
+                number: 2,
+                etag: e2,
+            },
+        ];
+        store.complete_multipart("m", &id, &parts).await.unwrap();
+        assert!(store.abort_multipart("m", &id).await.is_err());
+        store.copy("m", "c", None, None).await.unwrap();
+        store.delete("c").await.unwrap();
+        let stats = store.stats();
+        assert_eq!(stats.snapshot(Op::PutObject).bytes, 10);
+        assert_eq!(stats.snapshot(Op::UploadPart).bytes, 7);
+        assert_eq!(stats.snapshot(Op::UploadPartCopy).requests, 1);
+        assert_eq!(stats.snapshot(Op::CompleteMultipartUpload).requests, 1);
+        assert_eq!(stats.snapshot(Op::AbortMultipartUpload).errors, 1);
+        assert_eq!(stats.snapshot(Op::CopyObject).requests, 1);
+        assert_eq!(stats.snapshot(Op::DeleteObject).requests, 1);
+        assert_eq!(stats.snapshot(Op::CreateMultipartUpload).requests, 1);
+        for op in Op::ALL {
+            assert_eq!(Op::ALL[op.index()], op);
+        }
+        let json: serde_json::Value = serde_json::from_str(&stats.to_json()).unwrap();
+        assert_eq!(json["PutObject"]["bytes"], 10);
+        assert_eq!(json["DeleteObject"]["requests"], 1);
+        assert_eq!(json.as_object().unwrap().len(), Op::ALL.len());
+        assert!(stats.summary().contains("PutObject=1 (0.0 MiB)"));
     }
 }

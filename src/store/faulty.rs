@@ -8,14 +8,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ListPage, ObjectMeta, ObjectStore, StoreError, StoreErrorKind, StoreResult};
+use super::{
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreError, StoreErrorKind,
+    StoreResult,
+};
 
-/// Which requests to fail.
+/// Which requests to fail. `abort_multipart` is never failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {
     List,
     Head,
     Get,
+    Put,
+    CreateMultipart,
+    /// Both `upload_part` and `upload_part_copy`.
+    UploadPart,
+    Complete,
+    Copy,
+    Delete,
 }
 
 /// Wraps a store; the next `n` requests of the target kind fail with `kind`.
@@ -36,6 +46,16 @@ impl<S> FaultyStore<S> {
             remaining: AtomicU64::new(failures),
             short_reads: false,
         }
+    }
+
+    /// Every request of the target kind fails with `kind`, forever.
+    pub fn always(inner: S, target: FaultTarget, kind: StoreErrorKind) -> Self {
+        Self::new(inner, target, kind, u64::MAX)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
     }
 
     /// GETs return one byte less than asked for (a truncated body).
@@ -100,5 +120,120 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
             return Ok(b.slice(..b.len() - 1));
         }
         Ok(b)
+    }
+
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
+        self.inject(FaultTarget::Put, key)?;
+        self.inner.put(key, body, opts).await
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        self.inject(FaultTarget::CreateMultipart, key)?;
+        self.inner.create_multipart(key, opts).await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        self.inject(FaultTarget::UploadPart, key)?;
+        self.inner.upload_part(key, upload_id, number, body).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        self.inject(FaultTarget::UploadPart, key)?;
+        self.inner
+            .upload_part_copy(key, upload_id, number, source, source_etag, range)
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String> {
+        self.inject(FaultTarget::Complete, key)?;
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String> {
+        self.inject(FaultTarget::Copy, dest)?;
+        self.inner.copy(source, dest, source_etag, opts).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inject(FaultTarget::Delete, key)?;
+        self.inner.delete(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn fails_only_the_target_and_only_n_times() {
+        let s = FaultyStore::new(
+            MemoryStore::new(),
+            FaultTarget::Put,
+            StoreErrorKind::Unreachable,
+            1,
+        );
+        let o = PutOptions::default();
+        let err = s.put("k", Bytes::from_static(b"x"), &o).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Unreachable);
+        assert!(s.inner().get("k").is_none());
+        s.put("k", Bytes::from_static(b"x"), &o).await.unwrap();
+        s.copy("k", "k2", None, None).await.unwrap();
+        s.delete("k2").await.unwrap();
+        assert_eq!(s.inner().keys(), vec!["k".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn always_fails_upload_parts_but_never_abort() {
+        let s = FaultyStore::always(
+            MemoryStore::new(),
+            FaultTarget::UploadPart,
+            StoreErrorKind::Other,
+        );
+        s.inner().put("src", "0123");
+        let tag = s.inner().head_etag("src");
+        let id = s
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert!(s.upload_part("k", &id, 1, Bytes::new()).await.is_err());
+            assert!(s
+                .upload_part_copy("k", &id, 1, "src", &tag, 0..4)
+                .await
+                .is_err());
+        }
+        assert_eq!(s.inner().pending_uploads(), vec!["k".to_string()]);
+        s.abort_multipart("k", &id).await.unwrap();
+        assert!(s.inner().pending_uploads().is_empty());
     }
 }

@@ -11,8 +11,21 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    ListPage, ObjectMeta, ObjectStore, ObjectSummary, StoreError, StoreErrorKind, StoreResult,
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PutOptions, StoreError,
+    StoreErrorKind, StoreResult,
 };
+
+/// S3's minimum size of every part but the last of a multipart upload.
+pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// A multipart upload in progress.
+#[derive(Debug)]
+struct Upload {
+    key: String,
+    opts: PutOptions,
+    /// Part number -> (ETag, body).
+    parts: BTreeMap<i32, (String, Bytes)>,
+}
 
 #[derive(Debug, Clone)]
 struct Object {
@@ -25,10 +38,15 @@ struct Object {
 }
 
 /// A bucket held in memory.
+///
+/// Lock order, where two are held: `objects`, then `uploads`, then `counter`.
 #[derive(Debug)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Object>>,
+    /// Multipart uploads neither completed nor aborted, by upload id.
+    uploads: Mutex<HashMap<String, Upload>>,
     page_size: usize,
+    min_part_size: usize,
     counter: Mutex<u64>,
 }
 
@@ -47,15 +65,39 @@ impl MemoryStore {
     pub fn with_page_size(page_size: usize) -> Self {
         MemoryStore {
             objects: Mutex::new(BTreeMap::new()),
+            uploads: Mutex::new(HashMap::new()),
             page_size,
+            min_part_size: S3_MIN_PART_SIZE,
             counter: Mutex::new(0),
         }
     }
 
-    fn next_etag(&self) -> String {
+    /// Completing a multipart upload rejects any part but the last smaller than `n` bytes
+    /// (default [`S3_MIN_PART_SIZE`], as S3 does); tests lower it to use small parts.
+    pub fn with_min_part_size(mut self, n: usize) -> Self {
+        self.min_part_size = n;
+        self
+    }
+
+    fn next_id(&self) -> u64 {
         let mut c = self.counter.lock().unwrap();
         *c += 1;
-        format!("\"etag-{}\"", *c)
+        *c
+    }
+
+    fn next_etag(&self) -> String {
+        format!("\"etag-{}\"", self.next_id())
+    }
+
+    fn new_object(&self, body: Bytes, opts: &PutOptions) -> Object {
+        Object {
+            body,
+            etag: self.next_etag(),
+            last_modified: SystemTime::now(),
+            content_type: opts.content_type.clone(),
+            user_metadata: opts.user_metadata.clone(),
+            storage_class: None,
+        }
     }
 
     /// Put an object with no metadata.
@@ -91,6 +133,92 @@ impl MemoryStore {
     pub fn head_etag(&self, key: &str) -> String {
         self.objects.lock().unwrap()[key].etag.clone()
     }
+
+    /// The body of `key`, if it exists.
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| o.body.clone())
+    }
+
+    /// The content type and user metadata of `key`, if it exists.
+    pub fn meta(&self, key: &str) -> Option<(Option<String>, HashMap<String, String>)> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|o| (o.content_type.clone(), o.user_metadata.clone()))
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.objects.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// The keys of multipart uploads neither completed nor aborted, sorted (a key appears
+    /// once per pending upload).
+    pub fn pending_uploads(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .uploads
+            .lock()
+            .unwrap()
+            .values()
+            .map(|u| u.key.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+fn no_such_upload(key: &str, upload_id: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::NotFound,
+        format!("{key}: NoSuchUpload: no upload {upload_id}"),
+    )
+}
+
+fn other(key: &str, code: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::new(StoreErrorKind::Other, format!("{key}: {code}: {detail}"))
+}
+
+/// The upload `upload_id`, which must be for `key`.
+fn upload_for<'a>(
+    uploads: &'a mut HashMap<String, Upload>,
+    key: &str,
+    upload_id: &str,
+) -> StoreResult<&'a mut Upload> {
+    match uploads.get_mut(upload_id) {
+        Some(u) if u.key == key => Ok(u),
+        _ => Err(no_such_upload(key, upload_id)),
+    }
+}
+
+fn check_part_number(key: &str, number: i32) -> StoreResult<()> {
+    if (1..=10000).contains(&number) {
+        Ok(())
+    } else {
+        Err(other(
+            key,
+            "InvalidArgument",
+            format!("part number {number} not in 1..=10000"),
+        ))
+    }
+}
+
+fn archived_error(key: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::InvalidObjectState,
+        format!("{key}: object is archived"),
+    )
+}
+
+fn precondition_failed(key: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::PreconditionFailed,
+        format!("{key}: ETag changed"),
+    )
 }
 
 fn archived(class: &Option<String>) -> bool {
@@ -187,17 +315,11 @@ impl ObjectStore for MemoryStore {
         let objects = self.objects.lock().unwrap();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
         if archived(&o.storage_class) {
-            return Err(StoreError::new(
-                StoreErrorKind::InvalidObjectState,
-                format!("{key}: object is archived"),
-            ));
+            return Err(archived_error(key));
         }
         if let Some(tag) = if_match {
             if tag != o.etag {
-                return Err(StoreError::new(
-                    StoreErrorKind::PreconditionFailed,
-                    format!("{key}: ETag changed"),
-                ));
+                return Err(precondition_failed(key));
             }
         }
         let len = o.body.len() as u64;
@@ -209,5 +331,422 @@ impl ObjectStore for MemoryStore {
         }
         let end = range.end.min(len);
         Ok(o.body.slice(range.start.min(len) as usize..end as usize))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let obj = self.new_object(body, opts);
+        let etag = obj.etag.clone();
+        self.objects.lock().unwrap().insert(key.to_string(), obj);
+        Ok(etag)
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let id = format!("upload-{}", self.next_id());
+        self.uploads.lock().unwrap().insert(
+            id.clone(),
+            Upload {
+                key: key.to_string(),
+                opts: opts.clone(),
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = upload_for(&mut uploads, key, upload_id)?;
+        check_part_number(key, number)?;
+        let etag = self.next_etag();
+        upload.parts.insert(number, (etag.clone(), body));
+        Ok(etag)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let objects = self.objects.lock().unwrap();
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = upload_for(&mut uploads, key, upload_id)?;
+        check_part_number(key, number)?;
+        let src = objects
+            .get(source)
+            .ok_or_else(|| StoreError::not_found(source))?;
+        if archived(&src.storage_class) {
+            return Err(archived_error(source));
+        }
+        if src.etag != source_etag {
+            return Err(precondition_failed(source));
+        }
+        let len = src.body.len() as u64;
+        if range.start >= range.end || range.end > len {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                format!(
+                    "{source}: range {}..{} of a {len}-byte object",
+                    range.start, range.end
+                ),
+            ));
+        }
+        let body = src.body.slice(range.start as usize..range.end as usize);
+        let etag = self.next_etag();
+        upload.parts.insert(number, (etag.clone(), body));
+        Ok(etag)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let mut objects = self.objects.lock().unwrap();
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = upload_for(&mut uploads, key, upload_id)?;
+        if parts.is_empty() {
+            return Err(other(key, "MalformedXML", "no parts"));
+        }
+        if let Some(w) = parts.windows(2).find(|w| w[1].number <= w[0].number) {
+            return Err(other(
+                key,
+                "InvalidPartOrder",
+                format!("part {} after part {}", w[1].number, w[0].number),
+            ));
+        }
+        let mut bodies = Vec::with_capacity(parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            let body = match upload.parts.get(&p.number) {
+                // S3 accepts the ETag with or without its quotes.
+                Some((etag, body)) if etag.trim_matches('"') == p.etag.trim_matches('"') => {
+                    body.clone()
+                }
+                _ => {
+                    return Err(other(
+                        key,
+                        "InvalidPart",
+                        format!("part {} with ETag {} was not uploaded", p.number, p.etag),
+                    ))
+                }
+            };
+            if i + 1 < parts.len() && body.len() < self.min_part_size {
+                return Err(other(
+                    key,
+                    "EntityTooSmall",
+                    format!(
+                        "part {} is {} bytes, less than {}",
+                        p.number,
+                        body.len(),
+                        self.min_part_size
+                    ),
+                ));
+            }
+            bodies.push(body);
+        }
+        let upload = uploads.remove(upload_id).expect("checked above");
+        let mut whole = Vec::with_capacity(bodies.iter().map(Bytes::len).sum());
+        for b in &bodies {
+            whole.extend_from_slice(b);
+        }
+        let obj = self.new_object(Bytes::from(whole), &upload.opts);
+        let etag = obj.etag.clone();
+        objects.insert(key.to_string(), obj);
+        Ok(etag)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        tokio::task::yield_now().await;
+        let mut uploads = self.uploads.lock().unwrap();
+        upload_for(&mut uploads, key, upload_id)?;
+        uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String> {
+        tokio::task::yield_now().await;
+        let mut objects = self.objects.lock().unwrap();
+        let src = objects
+            .get(source)
+            .ok_or_else(|| StoreError::not_found(source))?;
+        if archived(&src.storage_class) {
+            return Err(archived_error(source));
+        }
+        if let Some(tag) = source_etag {
+            if tag != src.etag {
+                return Err(precondition_failed(source));
+            }
+        }
+        if source == dest && opts.is_none() {
+            return Err(other(
+                dest,
+                "InvalidRequest",
+                "copying an object to itself without changing its metadata",
+            ));
+        }
+        let kept;
+        let opts = match opts {
+            Some(o) => o,
+            None => {
+                kept = PutOptions {
+                    content_type: src.content_type.clone(),
+                    user_metadata: src.user_metadata.clone(),
+                };
+                &kept
+            }
+        };
+        let obj = self.new_object(src.body.clone(), opts);
+        let etag = obj.etag.clone();
+        objects.insert(dest.to_string(), obj);
+        Ok(etag)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        tokio::task::yield_now().await;
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(ct: &str, meta: &[(&str, &str)]) -> PutOptions {
+        PutOptions {
+            content_type: Some(ct.to_string()),
+            user_metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn part(number: i32, etag: String) -> CompletedPart {
+        CompletedPart { number, etag }
+    }
+
+    #[tokio::test]
+    async fn put_sets_content_type_and_metadata() {
+        let s = MemoryStore::new();
+        let o = opts("text/plain", &[("mode", "33188")]);
+        let etag = ObjectStore::put(&s, "k", Bytes::from_static(b"abc"), &o)
+            .await
+            .unwrap();
+        let h = s.head("k").await.unwrap();
+        assert_eq!(h.etag, etag);
+        assert_eq!(h.size, 3);
+        assert_eq!(h.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(h.user_metadata["mode"], "33188");
+        assert_eq!(s.get("k").unwrap(), "abc");
+        assert_eq!(s.meta("k").unwrap(), (o.content_type, o.user_metadata));
+        assert_eq!(s.keys(), vec!["k".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn complete_assembles_parts_in_order() {
+        let s = MemoryStore::new().with_min_part_size(2);
+        let id = s
+            .create_multipart("big", &opts("a/b", &[("x", "1")]))
+            .await
+            .unwrap();
+        assert_eq!(s.pending_uploads(), vec!["big".to_string()]);
+        // Parts may be uploaded in any order; the list given to complete decides.
+        let e2 = s
+            .upload_part("big", &id, 2, Bytes::from_static(b"cd"))
+            .await
+            .unwrap();
+        let e1 = s
+            .upload_part("big", &id, 1, Bytes::from_static(b"ab"))
+            .await
+            .unwrap();
+        let e3 = s
+            .upload_part("big", &id, 3, Bytes::from_static(b"e"))
+            .await
+            .unwrap();
+        assert!(s.get("big").is_none(), "nothing visible before complete");
+        let etag = s
+            .complete_multipart("big", &id, &[part(1, e1), part(2, e2), part(3, e3)])
+            .await
+            .unwrap();
+        assert_eq!(s.get("big").unwrap(), "abcde");
+        let h = s.head("big").await.unwrap();
+        assert_eq!(h.etag, etag);
+        assert_eq!(h.content_type.as_deref(), Some("a/b"));
+        assert_eq!(h.user_metadata["x"], "1");
+        assert!(s.pending_uploads().is_empty());
+        // The upload is gone once completed.
+        let err = s
+            .upload_part("big", &id, 4, Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn complete_rejects_small_parts_wrong_etags_and_bad_order() {
+        let s = MemoryStore::new(); // S3's 5 MiB minimum
+        let id = s
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        let e1 = s
+            .upload_part("k", &id, 1, Bytes::from(vec![1u8; 100]))
+            .await
+            .unwrap();
+        let e2 = s
+            .upload_part("k", &id, 2, Bytes::from(vec![2u8; 10]))
+            .await
+            .unwrap();
+        let err = s
+            .complete_multipart("k", &id, &[part(1, e1.clone()), part(2, e2.clone())])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Other);
+        assert!(err.message.contains("EntityTooSmall"), "{}", err.message);
+        let err = s
+            .complete_multipart("k", &id, &[part(1, "\"nope\"".into())])
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("InvalidPart"), "{}", err.message);
+        let err = s
+            .complete_multipart("k", &id, &[part(2, e2.clone()), part(1, e1.clone())])
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("InvalidPartOrder"), "{}", err.message);
+        assert!(s.get("k").is_none());
+        // A failed complete leaves the upload pending; a single small part is fine.
+        assert_eq!(s.pending_uploads(), vec!["k".to_string()]);
+        s.complete_multipart("k", &id, &[part(2, e2)])
+            .await
+            .unwrap();
+        assert_eq!(s.get("k").unwrap().len(), 10);
+        // Part of 5 MiB exactly is accepted as a non-last part.
+        let id = s
+            .create_multipart("m", &PutOptions::default())
+            .await
+            .unwrap();
+        let e1 = s
+            .upload_part("m", &id, 1, Bytes::from(vec![0u8; S3_MIN_PART_SIZE]))
+            .await
+            .unwrap();
+        let e2 = s
+            .upload_part("m", &id, 2, Bytes::from_static(b"z"))
+            .await
+            .unwrap();
+        s.complete_multipart("m", &id, &[part(1, e1), part(2, e2)])
+            .await
+            .unwrap();
+        assert_eq!(s.get("m").unwrap().len(), S3_MIN_PART_SIZE + 1);
+    }
+
+    #[tokio::test]
+    async fn abort_clears_pending_uploads() {
+        let s = MemoryStore::new();
+        let id = s
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        s.upload_part("k", &id, 1, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(s.pending_uploads(), vec!["k".to_string()]);
+        s.abort_multipart("k", &id).await.unwrap();
+        assert!(s.pending_uploads().is_empty());
+        assert!(s.get("k").is_none());
+        let err = s.abort_multipart("k", &id).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::NotFound);
+        let err = s
+            .upload_part("k", "no-such-upload", 1, Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn upload_part_copy_checks_source() {
+        let s = MemoryStore::new().with_min_part_size(1);
+        s.put("src", "0123456789");
+        let tag = s.head_etag("src");
+        let id = s
+            .create_multipart("dst", &PutOptions::default())
+            .await
+            .unwrap();
+        let e1 = s
+            .upload_part_copy("dst", &id, 1, "src", &tag, 2..5)
+            .await
+            .unwrap();
+        let err = s
+            .upload_part_copy("dst", &id, 2, "src", "\"stale\"", 0..1)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+        let err = s
+            .upload_part_copy("dst", &id, 2, "missing", &tag, 0..1)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::NotFound);
+        let err = s
+            .upload_part_copy("dst", &id, 2, "src", &tag, 5..11)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::InvalidRange);
+        let e2 = s
+            .upload_part("dst", &id, 2, Bytes::from_static(b"!"))
+            .await
+            .unwrap();
+        s.complete_multipart("dst", &id, &[part(1, e1), part(2, e2)])
+            .await
+            .unwrap();
+        assert_eq!(s.get("dst").unwrap(), "234!");
+    }
+
+    #[tokio::test]
+    async fn copy_keeps_or_replaces_metadata() {
+        let s = MemoryStore::new();
+        ObjectStore::put(
+            &s,
+            "a",
+            Bytes::from_static(b"body"),
+            &opts("t/a", &[("m", "1")]),
+        )
+        .await
+        .unwrap();
+        let tag = s.head_etag("a");
+        let kept = s.copy("a", "b", Some(&tag), None).await.unwrap();
+        assert_ne!(kept, tag);
+        assert_eq!(s.get("b").unwrap(), "body");
+        assert_eq!(s.meta("b"), s.meta("a"));
+        let new = opts("t/new", &[("m", "2")]);
+        s.copy("a", "a", None, Some(&new)).await.unwrap();
+        assert_eq!(s.meta("a").unwrap(), (new.content_type, new.user_metadata));
+        let err = s.copy("a", "c", Some(&tag), None).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::PreconditionFailed);
+        let err = s.copy("nope", "c", None, None).await.unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::NotFound);
+        s.delete("b").await.unwrap();
+        s.delete("b").await.unwrap();
+        assert_eq!(s.keys(), vec!["a".to_string()]);
     }
 }

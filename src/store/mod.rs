@@ -102,6 +102,22 @@ pub struct ObjectMeta {
     pub restore: Option<String>,
 }
 
+/// What an upload or a metadata rewrite sets on the new object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` values, names without the prefix.
+    pub user_metadata: HashMap<String, String>,
+}
+
+/// One finished part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// 1-based.
+    pub number: i32,
+    pub etag: String,
+}
+
 /// The operations the filesystem needs from an S3-like store.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
@@ -125,4 +141,56 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> StoreResult<Bytes>;
+
+    /// PutObject: the whole object in one request. Returns the new ETag.
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String>;
+
+    /// CreateMultipartUpload. Returns the upload id.
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String>;
+
+    /// UploadPart. Returns the part's ETag.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String>;
+
+    /// UploadPartCopy: part `number` is `range` (end exclusive) of `source`, which must
+    /// still have ETag `source_etag` (else `PreconditionFailed`). Returns the part's ETag.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String>;
+
+    /// CompleteMultipartUpload with `parts` in order. Returns the object's ETag.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String>;
+
+    /// AbortMultipartUpload.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
+    /// CopyObject (single request, sources up to 5 GiB). With `opts`, the copy gets
+    /// these metadata (MetadataDirective REPLACE); without, it keeps the source's.
+    /// With `source_etag`, fails with `PreconditionFailed` if the source changed.
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String>;
+
+    /// DeleteObject. Deleting a missing key succeeds, as in S3.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
 }

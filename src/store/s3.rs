@@ -2,6 +2,7 @@
 //! the only one that knows the SDK; it maps SDK errors to [`StoreErrorKind`] and keeps no
 //! workaround for any one server.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
@@ -11,11 +12,14 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, MetadataDirective};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    ListPage, ObjectMeta, ObjectStore, ObjectSummary, StoreError, StoreErrorKind, StoreResult,
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PutOptions, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Where and how to connect.
@@ -127,6 +131,48 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_u16(&self) -> u16 {
         self.status().as_u16()
     }
+}
+
+/// The `x-amz-copy-source` value for `key` in `bucket`: `bucket/key` with the key
+/// percent-encoded (everything but unreserved characters and `/`), as S3 requires.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + 1 + key.len());
+    out.push_str(bucket);
+    out.push('/');
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// User metadata as the SDK wants it: `None` when there is none.
+fn metadata(m: &HashMap<String, String>) -> Option<HashMap<String, String>> {
+    if m.is_empty() {
+        None
+    } else {
+        Some(m.clone())
+    }
+}
+
+/// The ETag of a written object; empty if the server sent none (the write did happen, so
+/// that is not an error: the caller may HEAD the key to learn it).
+fn object_etag(v: Option<&str>) -> String {
+    v.unwrap_or_default().to_string()
+}
+
+/// A field a response must carry for the next request to be possible (upload id, part ETag).
+fn required(what: &str, field: &str, v: Option<&str>) -> StoreResult<String> {
+    v.map(str::to_string).ok_or_else(|| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("{what}: response has no {field}"),
+        )
+    })
 }
 
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
@@ -243,5 +289,217 @@ impl ObjectStore for S3Store {
             StoreError::new(StoreErrorKind::Other, format!("{}: body: {e}", what()))
         })?;
         Ok(body.into_bytes())
+    }
+
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
+        let what = format!("put s3://{}/{key}", self.bucket);
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .set_content_type(opts.content_type.clone())
+            .set_metadata(metadata(&opts.user_metadata))
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(object_etag(out.e_tag()))
+    }
+
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        let what = format!("create multipart upload s3://{}/{key}", self.bucket);
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(opts.content_type.clone())
+            .set_metadata(metadata(&opts.user_metadata))
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        required(&what, "UploadId", out.upload_id())
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        let what = format!("upload part {number} of s3://{}/{key}", self.bucket);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        required(&what, "ETag", out.e_tag())
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        let what = format!(
+            "upload part {number} of s3://{}/{key} (copy of s3://{}/{source} bytes {}-{})",
+            self.bucket,
+            self.bucket,
+            range.start,
+            range.end.saturating_sub(1)
+        );
+        if range.end <= range.start {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                format!("{what}: empty range"),
+            ));
+        }
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(copy_source(&self.bucket, source))
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .copy_source_if_match(source_etag)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        required(
+            &what,
+            "ETag",
+            out.copy_part_result().and_then(|r| r.e_tag()),
+        )
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String> {
+        let what = format!("complete multipart upload s3://{}/{key}", self.bucket);
+        let upload = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(p.number)
+                            .e_tag(&p.etag)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(upload)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(object_etag(out.e_tag()))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        let what = format!("abort multipart upload s3://{}/{key}", self.bucket);
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String> {
+        let what = format!(
+            "copy s3://{}/{source} to s3://{}/{dest}",
+            self.bucket, self.bucket
+        );
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(dest)
+            .copy_source(copy_source(&self.bucket, source))
+            .set_copy_source_if_match(source_etag.map(str::to_string));
+        req = match opts {
+            Some(o) => req
+                .metadata_directive(MetadataDirective::Replace)
+                .set_content_type(o.content_type.clone())
+                .set_metadata(metadata(&o.user_metadata)),
+            None => req.metadata_directive(MetadataDirective::Copy),
+        };
+        let out = req.send().await.map_err(|e| map_err(&what, e))?;
+        Ok(object_etag(
+            out.copy_object_result().and_then(|r| r.e_tag()),
+        ))
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let what = format!("delete s3://{}/{key}", self.bucket);
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = map_err(&what, e);
+                if err.kind == StoreErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_source;
+
+    #[test]
+    fn copy_source_percent_encodes_the_key() {
+        assert_eq!(copy_source("b", "dir/file.txt"), "b/dir/file.txt");
+        assert_eq!(copy_source("b", "a b+c"), "b/a%20b%2Bc");
+        assert_eq!(copy_source("b", "100%/x"), "b/100%25/x");
+        assert_eq!(
+            copy_source("b", "caf\u{e9}/\u{65e5}"),
+            "b/caf%C3%A9/%E6%97%A5"
+        );
+        assert_eq!(copy_source("b", "-_.~AZaz09"), "b/-_.~AZaz09");
+        assert_eq!(copy_source("b", "q?x=1&y#z"), "b/q%3Fx%3D1%26y%23z");
     }
 }

@@ -115,12 +115,114 @@ impl Bucket {
         rt().block_on(client().head_object().bucket(&self.name).key(key).send())
             .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
     }
+
+    /// HeadObject, `None` when the key does not exist (any other error panics).
+    pub fn try_head(
+        &self,
+        key: &str,
+    ) -> Option<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
+        match rt().block_on(client().head_object().bucket(&self.name).key(key).send()) {
+            Ok(h) => Some(h),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
+            Err(e) => panic!("head {key}: {e:?}"),
+        }
+    }
+
+    /// Whether `key` exists (HeadObject).
+    pub fn exists(&self, key: &str) -> bool {
+        self.try_head(key).is_some()
+    }
+
+    /// The whole body of `key`.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        rt().block_on(async {
+            let out = client()
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            out.body
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("get {key} body: {e:?}"))
+                .into_bytes()
+                .to_vec()
+        })
+    }
+
+    /// Length and SHA-256 (hex) of `key`'s body, streamed: the body is never held whole.
+    pub fn sha256(&self, key: &str) -> (u64, String) {
+        use sha2::Digest;
+        rt().block_on(async {
+            let mut out = client()
+                .get_object()
+                .bucket(&self.name)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            while let Some(chunk) = out
+                .body
+                .try_next()
+                .await
+                .unwrap_or_else(|e| panic!("get {key} body: {e:?}"))
+            {
+                n += chunk.len() as u64;
+                h.update(&chunk);
+            }
+            (n, format!("{:x}", h.finalize()))
+        })
+    }
+
+    /// Every key under `prefix` (no delimiter, all pages), sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        rt().block_on(async {
+            let mut keys = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let out = client()
+                    .list_objects_v2()
+                    .bucket(&self.name)
+                    .prefix(prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("list {prefix:?}: {e:?}"));
+                keys.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_string)),
+                );
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            keys.sort();
+            keys
+        })
+    }
+
+    /// Multipart uploads started and neither completed nor aborted.
+    pub fn pending_uploads(&self) -> usize {
+        rt().block_on(client().list_multipart_uploads().bucket(&self.name).send())
+            .unwrap_or_else(|e| panic!("list multipart uploads: {e:?}"))
+            .uploads()
+            .len()
+    }
 }
 
 /// A live bucketfs mount, unmounted on drop.
 pub struct Mount {
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
+    /// What `new` was given, for `remount`.
+    pub target: String,
+    pub extra: Vec<String>,
 }
 
 pub fn bin() -> &'static str {
@@ -171,7 +273,77 @@ impl Mount {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        Mount { dir, log }
+        Mount {
+            dir,
+            log,
+            target: target.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Unmount, then mount the same target with the same options at a new directory.
+    pub fn remount(self) -> Mount {
+        let target = self.target.clone();
+        let extra = self.extra.clone();
+        drop(self);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Mount::new(&target, &extra)
+    }
+
+    /// The pid of the daemon serving this mount: the one process whose command line is
+    /// `bucketfs mount ... <this mount's directory> ...` (the foreground parent has exited
+    /// by the time `new` returns).
+    pub fn daemon_pid(&self) -> u32 {
+        let dir = self.dir.path().to_str().unwrap();
+        let me = std::process::id();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            // Processes may exit while we look: skip what cannot be read.
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_bucketfs = args.first().is_some_and(|a| a.ends_with(b"bucketfs"));
+            if is_bucketfs && args.get(1) == Some(&&b"mount"[..]) && args.contains(&dir.as_bytes())
+            {
+                found.push(pid);
+            }
+        }
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one bucketfs daemon for {dir}, found {found:?}"
+        );
+        found[0]
+    }
+
+    /// The daemon's peak resident set size (VmHWM), in bytes.
+    pub fn daemon_peak_rss(&self) -> u64 {
+        let pid = self.daemon_pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"));
+        let kib: u64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        kib * 1024
     }
 
     pub fn path(&self) -> &Path {

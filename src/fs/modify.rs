@@ -1,0 +1,622 @@
+//! Changing files: open for writing, create, write, flush/fsync/close (where uploads
+//! become durable), setattr (truncate, chmod, chown, utimens) and user xattrs. Every
+//! change to a file goes through its shared [`Writer`]; a change to a file nobody has
+//! open takes a writer for the duration of the call and commits before returning.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tracing::{error, info};
+
+use super::attr::{self, Kind, Stat};
+use super::error::{Error, Result};
+use super::inode::{far_future, Inode};
+use super::names::{check_request_name, file_key};
+use super::write::Writer;
+use super::{Attr, Filesystem, OpenFile, Opened};
+use crate::store::ObjectStore;
+
+pub(crate) type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
+
+/// The owner of a new file: the requesting process's uid and gid.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Attribute changes of a setattr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl<S: ObjectStore> Filesystem<S> {
+    pub(crate) fn writer(&self, ino: u64) -> Option<SharedWriter> {
+        self.writers.lock().unwrap().get(&ino).cloned()
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.cfg.read_only {
+            return Err(Error::new(libc::EROFS, "this mount is read-only"));
+        }
+        Ok(())
+    }
+
+    /// Show a writer's attributes on its inode (no request while it is open).
+    fn mirror(&self, ino: u64, w: &Writer) {
+        if let Ok(inode) = self.inodes.get(ino) {
+            let mut s = inode.state.lock().unwrap();
+            s.stat = w.stat;
+            s.valid_until = far_future();
+        }
+    }
+
+    /// Record an upload of `ino` with ETag `etag`.
+    async fn uploaded(&self, ino: u64, key: &str, etag: &str, w: &Writer) {
+        self.meta.invalidate(key).await;
+        if let Ok(inode) = self.inodes.get(ino) {
+            let mut s = inode.state.lock().unwrap();
+            s.stat = w.stat;
+            s.meta = None;
+            s.listed_etag = Some(etag.to_string());
+            s.local_etag = Some(etag.to_string());
+        }
+    }
+
+    fn add_file(&self, ino: u64, writable: bool) -> u64 {
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.files.lock().unwrap().insert(
+            fh,
+            Arc::new(OpenFile {
+                ino,
+                writable,
+                reader: Mutex::new(None),
+            }),
+        );
+        fh
+    }
+
+    pub(crate) fn open_file(&self, fh: u64) -> Result<Arc<OpenFile>> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::new(libc::EBADF, format!("no file handle {fh}")))
+    }
+
+    /// The writer of `inode`, created if needed, with one more handle on it. With
+    /// `truncate`, the content starts empty (O_TRUNC) and the old bytes are never read.
+    pub(crate) async fn take_writer(
+        &self,
+        inode: &Arc<Inode>,
+        truncate: bool,
+    ) -> Result<SharedWriter> {
+        loop {
+            if let Some(w) = self.writer(inode.ino) {
+                let mut g = w.lock().await;
+                if g.handles == 0 && !self.writers_has(inode.ino, &w) {
+                    // Closed and removed while we waited: make a new one.
+                    continue;
+                }
+                g.handles += 1;
+                if truncate {
+                    g.truncate(&self.uploader, 0).await?;
+                }
+                self.mirror(inode.ino, &g);
+                drop(g);
+                return Ok(w);
+            }
+            let w = self.new_writer(inode, truncate).await?;
+            let w = Arc::new(tokio::sync::Mutex::new(w));
+            let inserted = {
+                let mut map = self.writers.lock().unwrap();
+                !map.contains_key(&inode.ino) && map.insert(inode.ino, w.clone()).is_none()
+            };
+            if !inserted {
+                continue;
+            }
+            let mut g = w.lock().await;
+            g.handles += 1;
+            self.mirror(inode.ino, &g);
+            drop(g);
+            return Ok(w);
+        }
+    }
+
+    fn writers_has(&self, ino: u64, w: &SharedWriter) -> bool {
+        self.writers
+            .lock()
+            .unwrap()
+            .get(&ino)
+            .is_some_and(|x| Arc::ptr_eq(x, w))
+    }
+
+    async fn new_writer(&self, inode: &Arc<Inode>, truncate: bool) -> Result<Writer> {
+        if inode.kind == Kind::Dir {
+            return Err(Error::new(
+                libc::EISDIR,
+                format!("{}: is a directory", inode.key),
+            ));
+        }
+        // The object's content type and user metadata travel with the new upload.
+        let m = self
+            .meta
+            .head(&inode.key)
+            .await?
+            .ok_or_else(|| Error::enoent(&inode.key))?;
+        let mut stat = inode.stat();
+        if !self.posix() {
+            stat =
+                attr::stat_from_meta(&m, Kind::File, self.cfg.metadata_source, &self.cfg.defaults);
+        }
+        stat.size = m.size;
+        let user = attr::user_xattrs(&m);
+        if truncate {
+            return Ok(Writer::new_empty(
+                &inode.key,
+                stat,
+                m.content_type.clone(),
+                user,
+                Some(m.etag.clone()),
+            ));
+        }
+        if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
+            return Err(Error::new(
+                libc::EACCES,
+                format!(
+                    "{}: object is in storage class {} and must be restored before it can be changed",
+                    inode.key,
+                    m.storage_class.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        Ok(Writer::existing(
+            &inode.key,
+            stat,
+            m.content_type.clone(),
+            user,
+            m.etag.clone(),
+        ))
+    }
+
+    /// open() with write access or O_TRUNC.
+    pub(crate) async fn open_write(&self, inode: &Arc<Inode>, flags: i32) -> Result<Opened> {
+        self.check_writable()?;
+        if inode.kind == Kind::Symlink {
+            return Err(Error::new(
+                libc::ELOOP,
+                format!("{}: is a symlink", inode.key),
+            ));
+        }
+        let truncate = flags & libc::O_TRUNC != 0;
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        self.take_writer(inode, truncate).await?;
+        let fh = self.add_file(inode.ino, true);
+        if !writable {
+            // O_RDONLY|O_TRUNC: the truncation is the only change; commit it now.
+            self.files.lock().unwrap().remove(&fh);
+            self.release_writer(inode.ino).await?;
+            let fh = self.add_file(inode.ino, false);
+            return Ok(Opened {
+                fh,
+                keep_cache: false,
+            });
+        }
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+        })
+    }
+
+    /// Create and open a new file. Nothing is sent to S3 until it is flushed.
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        owner: Owner,
+    ) -> Result<(Attr, Opened)> {
+        self.check_writable()?;
+        let name = check_request_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        let key = file_key(&dir.key, name)?;
+        let now = SystemTime::now();
+        let stat = Stat {
+            kind: Kind::File,
+            size: 0,
+            perm: (mode & 0o7777) as u16,
+            uid: owner.uid,
+            gid: owner.gid,
+            atime: now,
+            mtime: now,
+            ctime: now,
+        };
+        let inode = self.inodes.insert(parent, name, &key, stat, far_future());
+        let mut w = Writer::new_empty(
+            &key,
+            stat,
+            Some(attr::guess_content_type(name)),
+            HashMap::new(),
+            None,
+        );
+        w.handles = 1;
+        self.writers
+            .lock()
+            .unwrap()
+            .insert(inode.ino, Arc::new(tokio::sync::Mutex::new(w)));
+        self.dir_changed(&dir, name);
+        self.meta.invalidate(&key).await;
+        let fh = self.add_file(inode.ino, true);
+        Ok((
+            Attr {
+                ino: inode.ino,
+                stat,
+            },
+            Opened {
+                fh,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let f = self.open_file(fh)?;
+        if !f.writable {
+            return Err(Error::new(libc::EBADF, "file is not open for writing"));
+        }
+        let w = self
+            .writer(f.ino)
+            .ok_or_else(|| Error::new(libc::EBADF, "file is no longer open for writing"))?;
+        let mut g = w.lock().await;
+        let r = g.write(&self.uploader, offset, data).await;
+        self.mirror(f.ino, &g);
+        if let Err(e) = &r {
+            error!(key = %g.key, "write failed: {}", e.message);
+        }
+        r.map(|_| data.len() as u32)
+    }
+
+    /// Upload what the file holds now (close's flush, fsync). The error, if any, is
+    /// logged with the key and returned.
+    async fn commit_writer(&self, ino: u64, w: &mut Writer) -> Result<()> {
+        match w.commit(&self.uploader).await {
+            Ok(Some(etag)) => {
+                let key = w.key.clone();
+                self.uploaded(ino, &key, &etag, w).await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                error!(key = %w.key, "upload failed: {}", e.message);
+                Err(Error::eio(format!(
+                    "upload of {} failed: {}",
+                    w.key, e.message
+                )))
+            }
+        }
+    }
+
+    /// flush (each close) and fsync: the file's content is in S3 when this returns Ok.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let f = self.open_file(fh)?;
+        let Some(w) = self.writer(f.ino) else {
+            return Ok(());
+        };
+        let mut g = w.lock().await;
+        self.commit_writer(f.ino, &mut g).await
+    }
+
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let f = self.files.lock().unwrap().remove(&fh);
+        match f {
+            Some(f) if f.writable => self.release_writer(f.ino).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// One handle less on the writer of `ino`; the last one commits and drops it. A final
+    /// failure keeps the staging file and logs where it is.
+    pub(crate) async fn release_writer(&self, ino: u64) -> Result<()> {
+        let Some(w) = self.writer(ino) else {
+            return Ok(());
+        };
+        let mut g = w.lock().await;
+        g.handles = g.handles.saturating_sub(1);
+        if g.handles > 0 {
+            return Ok(());
+        }
+        let r = if g.unlinked {
+            g.discard(&self.uploader).await;
+            Ok(())
+        } else {
+            let r = self.commit_writer(ino, &mut g).await;
+            if r.is_err() {
+                match g.keep_staging() {
+                    Some(p) => {
+                        error!(key = %g.key, staging = %p.display(), "upload failed at close: the data is kept in the staging file")
+                    }
+                    None => error!(key = %g.key, "upload failed at close: the data is lost"),
+                }
+            }
+            r
+        };
+        {
+            let mut map = self.writers.lock().unwrap();
+            if map.get(&ino).is_some_and(|x| Arc::ptr_eq(x, &w)) {
+                map.remove(&ino);
+            }
+        }
+        if let Ok(inode) = self.inodes.get(ino) {
+            inode.state.lock().unwrap().valid_until = Instant::now() + self.cfg.metadata_ttl;
+        }
+        r
+    }
+
+    /// Read through the writer when the file is open for writing in this mount.
+    pub(crate) async fn read_via_writer(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<Result<Bytes>> {
+        let w = self.writer(ino)?;
+        let mut g = w.lock().await;
+        Some(g.read(&self.uploader, offset, size).await)
+    }
+
+    /// chmod, chown, utimens, truncate.
+    pub async fn setattr(&self, ino: u64, ch: SetAttr) -> Result<Attr> {
+        let inode = self.inodes.get(ino)?;
+        let nothing = ch.mode.is_none()
+            && ch.uid.is_none()
+            && ch.gid.is_none()
+            && ch.size.is_none()
+            && ch.atime.is_none()
+            && ch.mtime.is_none();
+        if nothing {
+            return self.getattr(ino).await;
+        }
+        self.check_writable()?;
+        if inode.kind == Kind::Dir {
+            if ch.size.is_some() {
+                return Err(Error::new(
+                    libc::EISDIR,
+                    format!("{}: is a directory", inode.key),
+                ));
+            }
+            return self.update_dir(&inode, |st, _, _| apply(st, &ch)).await;
+        }
+        let w = self.take_writer(&inode, ch.size == Some(0)).await?;
+        let r = async {
+            let mut g = w.lock().await;
+            if let Some(n) = ch.size {
+                g.truncate(&self.uploader, n).await?;
+            }
+            if ch.mode.is_some()
+                || ch.uid.is_some()
+                || ch.gid.is_some()
+                || ch.atime.is_some()
+                || ch.mtime.is_some()
+            {
+                g.set_attrs(
+                    ch.mode.map(|m| (m & 0o7777) as u16),
+                    ch.uid,
+                    ch.gid,
+                    ch.atime,
+                    ch.mtime,
+                );
+            }
+            self.mirror(ino, &g);
+            Ok::<Stat, Error>(g.stat)
+        }
+        .await;
+        // A file nobody had open is committed before the call returns.
+        let released = self.release_writer(ino).await;
+        let stat = r?;
+        released?;
+        Ok(Attr { ino, stat })
+    }
+
+    /// Rewrite a directory's marker with changed attributes (creating the marker if
+    /// the directory was implicit). The mount root of a whole bucket has no marker: its
+    /// attributes change in memory only.
+    pub(crate) async fn update_dir<F>(&self, inode: &Arc<Inode>, f: F) -> Result<Attr>
+    where
+        F: FnOnce(&mut Stat, &mut HashMap<String, String>, &mut Option<String>) -> Result<()>,
+    {
+        let marker = if inode.key.is_empty() {
+            None
+        } else {
+            self.meta.head(&inode.key).await?
+        };
+        let mut stat = inode.stat();
+        let mut user = marker
+            .as_ref()
+            .map(|m| attr::user_xattrs(m))
+            .unwrap_or_default();
+        let mut ct = marker
+            .as_ref()
+            .and_then(|m| m.content_type.clone())
+            .or_else(|| Some("application/x-directory".to_string()));
+        f(&mut stat, &mut user, &mut ct)?;
+        stat.ctime = SystemTime::now();
+        if !inode.key.is_empty() {
+            let opts = attr::put_options(&stat, true, ct.as_deref(), &user);
+            self.uploader
+                .put(&inode.key, Bytes::new(), &opts)
+                .await
+                .map_err(|e| {
+                    error!(key = %inode.key, "directory update failed: {}", e.message);
+                    e
+                })?;
+            self.meta.invalidate(&inode.key).await;
+        }
+        inode.state.lock().unwrap().stat = stat;
+        Ok(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    /// Set or remove (`value` None) a `user.*` xattr; `user.s3.content_type` sets the
+    /// Content-Type.
+    pub(crate) async fn change_xattr(
+        &self,
+        ino: u64,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let inode = self.inodes.get(ino)?;
+        let Some(short) = name.strip_prefix("user.") else {
+            return Err(Error::new(
+                libc::EOPNOTSUPP,
+                format!(
+                    "{}: only user.* attributes can be set, not {name}",
+                    inode.key
+                ),
+            ));
+        };
+        let value = match value {
+            None => None,
+            Some(v) => Some(
+                std::str::from_utf8(v)
+                    .ok()
+                    .filter(|s| s.bytes().all(|b| (0x20..0x7f).contains(&b)))
+                    .ok_or_else(|| {
+                        Error::new(
+                            libc::EINVAL,
+                            format!(
+                                "{}: {name}: S3 metadata values must be printable ASCII",
+                                inode.key
+                            ),
+                        )
+                    })?
+                    .to_string(),
+            ),
+        };
+        let content_type = short == "s3.content_type";
+        if !content_type {
+            if short.starts_with("s3.") {
+                return Err(Error::new(
+                    libc::EPERM,
+                    format!("{}: {name} is read-only", inode.key),
+                ));
+            }
+            let ok = !short.is_empty()
+                && short
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && !attr::POSIX_META.contains(&short.to_ascii_lowercase().as_str());
+            if !ok {
+                return Err(Error::new(
+                    libc::EINVAL,
+                    format!(
+                        "{}: {name}: S3 metadata names are letters, digits, '-', '_' and '.'",
+                        inode.key
+                    ),
+                ));
+            }
+        }
+        let short = short.to_ascii_lowercase();
+        let apply = |user: &mut HashMap<String, String>, ct: &mut Option<String>| -> Result<()> {
+            if content_type {
+                *ct = value.clone();
+                return Ok(());
+            }
+            match &value {
+                Some(v) => {
+                    user.insert(short.clone(), v.clone());
+                }
+                None => {
+                    if user.remove(&short).is_none() {
+                        return Err(Error::new(
+                            libc::ENODATA,
+                            format!("{}: no attribute {name}", inode.key),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        if inode.kind == Kind::Dir {
+            if inode.key.is_empty() {
+                return Err(Error::new(libc::EPERM, "the bucket root has no metadata"));
+            }
+            self.update_dir(&inode, |_, u, ct| apply(u, ct)).await?;
+            return Ok(());
+        }
+        let w = self.take_writer(&inode, false).await?;
+        let r = async {
+            let mut g = w.lock().await;
+            let g = &mut *g;
+            apply(&mut g.user, &mut g.content_type)?;
+            g.meta_dirty = true;
+            Ok::<(), Error>(())
+        }
+        .await;
+        let released = self.release_writer(ino).await;
+        r?;
+        released
+    }
+
+    /// Finish every pending upload (unmount, SIGTERM). Failures are logged with the key
+    /// and where the data was kept.
+    pub async fn drain(&self) -> usize {
+        let all: Vec<(u64, SharedWriter)> = self
+            .writers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let mut failed = 0;
+        for (ino, w) in all {
+            let mut g = w.lock().await;
+            if !g.is_dirty() {
+                continue;
+            }
+            info!(key = %g.key, "finishing upload before exit");
+            if self.commit_writer(ino, &mut g).await.is_err() {
+                failed += 1;
+                match g.keep_staging() {
+                    Some(p) => {
+                        error!(key = %g.key, staging = %p.display(), "upload failed at exit: the data is kept in the staging file")
+                    }
+                    None => error!(key = %g.key, "upload failed at exit: the data is lost"),
+                }
+            }
+        }
+        failed
+    }
+}
+
+fn apply(st: &mut Stat, ch: &SetAttr) -> Result<()> {
+    if let Some(m) = ch.mode {
+        st.perm = (m & 0o7777) as u16;
+    }
+    if let Some(u) = ch.uid {
+        st.uid = u;
+    }
+    if let Some(g) = ch.gid {
+        st.gid = g;
+    }
+    if let Some(t) = ch.atime {
+        st.atime = t;
+    }
+    if let Some(t) = ch.mtime {
+        st.mtime = t;
+    }
+    Ok(())
+}

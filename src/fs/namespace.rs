@@ -1,0 +1,485 @@
+//! Namespace changes: mkdir (a `dir/` marker, so empty directories persist), rmdir
+//! (only when empty), unlink, symlink, and rename. S3 has no rename: a file is copied
+//! server-side and then deleted; a directory is every key under it, copied in parallel,
+//! deleted once all copies succeeded, its marker last. This is not atomic across keys
+//! (see docs/semantics.md), but a failure never deletes a source that was not copied.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tracing::{debug, error};
+
+use super::attr::{self, Kind, Stat};
+use super::error::{Error, Result};
+use super::inode::Inode;
+use super::modify::Owner;
+use super::names::{check_request_name, dir_prefix, file_key};
+use super::{Attr, Filesystem};
+use crate::store::{ObjectStore, PutOptions};
+
+/// Parallel copies and deletes of a directory rename.
+const RENAME_CONCURRENCY: usize = 32;
+
+impl<S: ObjectStore> Filesystem<S> {
+    /// A change in `dir` under `name`: its cached listing and negative entry are stale.
+    pub(crate) fn dir_changed(&self, dir: &Inode, name: &str) {
+        dir.state.lock().unwrap().listing = None;
+        self.negative.invalidate(&(dir.ino, name.to_string()));
+    }
+
+    /// The inode of `name` in `parent` (the kernel looked it up before asking for a
+    /// change, but the table may have dropped it).
+    async fn entry(&self, parent: u64, name: &str) -> Result<Arc<Inode>> {
+        if let Some(i) = self.inodes.child(parent, name) {
+            return Ok(i);
+        }
+        let a = self.lookup(parent, name.as_bytes()).await?;
+        let i = self.inodes.get(a.ino)?;
+        self.inodes.forget(a.ino, 1);
+        Ok(i)
+    }
+
+    fn new_stat(kind: Kind, perm: u32, owner: Owner, size: u64) -> Stat {
+        let now = SystemTime::now();
+        Stat {
+            kind,
+            size,
+            perm: (perm & 0o7777) as u16,
+            uid: owner.uid,
+            gid: owner.gid,
+            atime: now,
+            mtime: now,
+            ctime: now,
+        }
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &[u8], mode: u32, owner: Owner) -> Result<Attr> {
+        self.check_writable()?;
+        let name = check_request_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        let prefix = dir_prefix(&dir.key, name)?;
+        let stat = Self::new_stat(Kind::Dir, mode, owner, 0);
+        let opts = attr::put_options(
+            &stat,
+            true,
+            Some("application/x-directory"),
+            &Default::default(),
+        );
+        self.uploader.put(&prefix, Bytes::new(), &opts).await?;
+        self.meta.invalidate(&prefix).await;
+        let inode = self
+            .inodes
+            .insert(parent, name, &prefix, stat, self.valid_until());
+        self.dir_changed(&dir, name);
+        Ok(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        owner: Owner,
+    ) -> Result<Attr> {
+        self.check_writable()?;
+        let name = check_request_name(name)?;
+        let target = std::str::from_utf8(target)
+            .map_err(|_| Error::new(libc::EINVAL, "symlink target is not UTF-8"))?;
+        let dir = self.dir_inode(parent)?;
+        let key = file_key(&dir.key, name)?;
+        let stat = Self::new_stat(Kind::Symlink, 0o777, owner, target.len() as u64);
+        let opts = attr::put_options(&stat, true, None, &Default::default());
+        self.uploader
+            .put(&key, Bytes::copy_from_slice(target.as_bytes()), &opts)
+            .await?;
+        self.meta.invalidate(&key).await;
+        let inode = self
+            .inodes
+            .insert(parent, name, &key, stat, self.valid_until());
+        inode.state.lock().unwrap().symlink_target = Some(target.to_string());
+        self.dir_changed(&dir, name);
+        Ok(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let name = check_request_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        let inode = self.entry(parent, name).await?;
+        if inode.kind == Kind::Dir {
+            return Err(Error::new(
+                libc::EISDIR,
+                format!("{}: is a directory", inode.key),
+            ));
+        }
+        let mut in_s3 = true;
+        if let Some(w) = self.writer(inode.ino) {
+            let mut g = w.lock().await;
+            g.unlinked = true;
+            in_s3 = g.etag.is_some();
+        }
+        if in_s3 {
+            self.uploader
+                .retry(|| self.store.delete(&inode.key))
+                .await
+                .map_err(Error::from)?;
+        }
+        self.meta.invalidate(&inode.key).await;
+        self.inodes.remove_name(parent, name);
+        self.dir_changed(&dir, name);
+        self.negative.insert((dir.ino, name.to_string()), ());
+        Ok(())
+    }
+
+    /// Whether the directory `prefix` holds anything but its marker (here or pending).
+    async fn dir_has_children(&self, prefix: &str) -> Result<bool> {
+        let pending = self
+            .writers
+            .lock()
+            .unwrap()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>();
+        for ino in pending {
+            if let Ok(i) = self.inodes.get(ino) {
+                if i.key.starts_with(prefix) && i.key != prefix {
+                    if let Some(w) = self.writer(ino) {
+                        if !w.lock().await.unlinked {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+        let page = self
+            .store
+            .list(prefix, None, None, Some(2))
+            .await
+            .map_err(Error::from)?;
+        Ok(page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty())
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let name = check_request_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        let inode = self.entry(parent, name).await?;
+        if inode.kind != Kind::Dir {
+            return Err(Error::new(
+                libc::ENOTDIR,
+                format!("{}: not a directory", inode.key),
+            ));
+        }
+        if self.dir_has_children(&inode.key).await? {
+            return Err(Error::new(
+                libc::ENOTEMPTY,
+                format!("{}: directory not empty", inode.key),
+            ));
+        }
+        self.uploader
+            .retry(|| self.store.delete(&inode.key))
+            .await
+            .map_err(Error::from)?;
+        self.meta.invalidate(&inode.key).await;
+        self.inodes.remove_name(parent, name);
+        self.dir_changed(&dir, name);
+        self.negative.insert((dir.ino, name.to_string()), ());
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(Error::new(libc::EINVAL, "RENAME_EXCHANGE is not supported"));
+        }
+        let name = check_request_name(name)?;
+        let newname = check_request_name(newname)?;
+        let dir = self.dir_inode(parent)?;
+        let newdir = self.dir_inode(newparent)?;
+        let src = self.entry(parent, name).await?;
+        let dst = match self.entry(newparent, newname).await {
+            Ok(i) => Some(i),
+            Err(e) if e.errno == libc::ENOENT => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                return Ok(());
+            }
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(Error::new(libc::EEXIST, format!("{}: file exists", d.key)));
+            }
+        }
+        let new_key = if src.kind == Kind::Dir {
+            if let Some(d) = &dst {
+                if d.kind != Kind::Dir {
+                    return Err(Error::new(
+                        libc::ENOTDIR,
+                        format!("{}: not a directory", d.key),
+                    ));
+                }
+                if self.dir_has_children(&d.key).await? {
+                    return Err(Error::new(
+                        libc::ENOTEMPTY,
+                        format!("{}: directory not empty", d.key),
+                    ));
+                }
+            }
+            let new_prefix = dir_prefix(&newdir.key, newname)?;
+            if new_prefix.starts_with(&src.key) {
+                return Err(Error::new(
+                    libc::EINVAL,
+                    format!("cannot move {} into itself", src.key),
+                ));
+            }
+            self.rename_dir(&src.key, &new_prefix).await?;
+            new_prefix
+        } else {
+            if let Some(d) = &dst {
+                if d.kind == Kind::Dir {
+                    return Err(Error::new(
+                        libc::EISDIR,
+                        format!("{}: is a directory", d.key),
+                    ));
+                }
+            }
+            let new_key = file_key(&newdir.key, newname)?;
+            self.rename_file(&src, &new_key).await?;
+            new_key
+        };
+        // Whatever was open under the replaced name must not upload over the new content.
+        if let Some(d) = &dst {
+            if let Some(w) = self.writer(d.ino) {
+                w.lock().await.unlinked = true;
+            }
+        }
+        self.meta.invalidate(&src.key).await;
+        self.meta.invalidate(&new_key).await;
+        self.inodes.rename(src.ino, newparent, newname, &new_key);
+        if src.kind == Kind::Dir {
+            self.inodes.rekey_prefix(&src.key, &new_key);
+        }
+        if let Ok(i) = self.inodes.get(src.ino) {
+            i.state.lock().unwrap().valid_until = std::time::Instant::now();
+        }
+        self.dir_changed(&dir, name);
+        self.dir_changed(&newdir, newname);
+        self.negative.insert((dir.ino, name.to_string()), ());
+        Ok(())
+    }
+
+    /// Copy the file `src` to `new_key` with its metadata, then delete it. A file open
+    /// for writing is committed first.
+    async fn rename_file(&self, src: &Arc<Inode>, new_key: &str) -> Result<()> {
+        let w = self.writer(src.ino);
+        let mut guard = match &w {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        };
+        if let Some(g) = guard.as_deref_mut() {
+            if g.is_dirty() {
+                let r = g.commit(&self.uploader).await;
+                if let Err(e) = r {
+                    error!(key = %g.key, "upload before rename failed: {}", e.message);
+                    return Err(e);
+                }
+            }
+        }
+        self.meta.invalidate(&src.key).await;
+        let m = self
+            .meta
+            .head(&src.key)
+            .await?
+            .ok_or_else(|| Error::enoent(&src.key))?;
+        let mut user_metadata = m.user_metadata.clone();
+        // Keep the modification time: the copy gets a new LastModified.
+        user_metadata
+            .entry("mtime".into())
+            .or_insert_with(|| attr::format_time(m.last_modified));
+        let opts = PutOptions {
+            content_type: m.content_type.clone(),
+            user_metadata,
+        };
+        let etag = self
+            .uploader
+            .copy_object(&src.key, Some(&m.etag), new_key, m.size, &opts, true)
+            .await?;
+        self.uploader
+            .retry(|| self.store.delete(&src.key))
+            .await
+            .map_err(Error::from)?;
+        if let Some(g) = guard.as_deref_mut() {
+            g.renamed(new_key, Some(etag.clone()));
+        }
+        if let Ok(i) = self.inodes.get(src.ino) {
+            i.state.lock().unwrap().local_etag = Some(etag);
+        }
+        Ok(())
+    }
+
+    /// Copy every key under `old` to `new` (in parallel, the marker last), then delete
+    /// the sources (the marker last). Files open for writing under `old` are committed
+    /// first and follow their keys.
+    async fn rename_dir(&self, old: &str, new: &str) -> Result<()> {
+        let open: Vec<(u64, super::modify::SharedWriter)> = self
+            .writers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let mut moving = Vec::new();
+        for (ino, w) in open {
+            let mut g = w.lock().await;
+            if g.key.starts_with(old) && !g.unlinked {
+                if g.is_dirty() {
+                    if let Err(e) = g.commit(&self.uploader).await {
+                        error!(key = %g.key, "upload before rename failed: {}", e.message);
+                        return Err(e);
+                    }
+                }
+                moving.push((ino, w.clone()));
+            }
+        }
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list(old, None, token, None)
+                .await
+                .map_err(Error::from)?;
+            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size, o.etag)));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let marker = keys.iter().position(|k| k.0 == old).map(|i| keys.remove(i));
+        debug!(old, new, keys = keys.len(), "renaming directory");
+        let jobs: Vec<(String, String, u64, String)> = keys
+            .iter()
+            .map(|(k, size, etag)| {
+                (
+                    k.clone(),
+                    format!("{new}{}", &k[old.len()..]),
+                    *size,
+                    etag.clone(),
+                )
+            })
+            .collect();
+        let results: Vec<(String, String, Result<String>)> = futures::stream::iter(jobs)
+            .map(|(k, t, size, etag)| self.copy_for_rename(k, t, size, etag))
+            .buffer_unordered(RENAME_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed = None;
+        let mut copied = Vec::new();
+        let mut new_etags = std::collections::HashMap::new();
+        for (k, t, r) in results {
+            match r {
+                Ok(e) => {
+                    new_etags.insert(k, e);
+                    copied.push(t);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_none() {
+            if let Some((k, size, etag)) = marker.clone() {
+                let t = format!("{new}{}", &k[old.len()..]);
+                let (_, t, r) = self.copy_for_rename(k, t, size, etag).await;
+                match r {
+                    Ok(_) => copied.push(t),
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Leave the sources as they were; remove the partial copies.
+            error!(
+                old,
+                new, "directory rename failed, sources kept: {}", e.message
+            );
+            for t in copied {
+                let _ = self.store.delete(&t).await;
+            }
+            return Err(e);
+        }
+        let sources: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let deletes: Vec<Result<()>> = futures::stream::iter(sources)
+            .map(|k| self.delete_key(k))
+            .buffer_unordered(RENAME_CONCURRENCY)
+            .collect()
+            .await;
+        for d in deletes {
+            d?;
+        }
+        if let Some((k, _, _)) = marker {
+            self.uploader
+                .retry(|| self.store.delete(&k))
+                .await
+                .map_err(Error::from)?;
+        }
+        for (_, w) in moving {
+            let mut g = w.lock().await;
+            let nk = format!("{new}{}", &g.key[old.len()..]);
+            let e = new_etags.get(&g.key).cloned();
+            g.renamed(&nk, e);
+        }
+        Ok(())
+    }
+
+    async fn delete_key(&self, k: String) -> Result<()> {
+        self.uploader
+            .retry(|| self.store.delete(&k))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// One key of a directory rename: keeps its metadata (objects over 5 GiB are copied
+    /// part by part with the metadata their HeadObject shows).
+    async fn copy_for_rename(
+        &self,
+        k: String,
+        t: String,
+        size: u64,
+        etag: String,
+    ) -> (String, String, Result<String>) {
+        let r = if size > super::upload::MAX_COPY {
+            match self.meta.head(&k).await {
+                Ok(Some(m)) => {
+                    let opts = PutOptions {
+                        content_type: m.content_type.clone(),
+                        user_metadata: m.user_metadata.clone(),
+                    };
+                    self.uploader
+                        .copy_object(&k, Some(&etag), &t, size, &opts, true)
+                        .await
+                }
+                Ok(None) => Err(Error::enoent(&k)),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.uploader
+                .copy_object(&k, None, &t, size, &PutOptions::default(), false)
+                .await
+        };
+        (k, t, r)
+    }
+}

@@ -1,0 +1,419 @@
+//! Unit tests of the write side over the in-memory store: uploads, staging, namespace
+//! changes, metadata, and failures injected into the store.
+
+use super::*;
+use crate::store::counting::{CountingStore, Op};
+use crate::store::faulty::{FaultTarget, FaultyStore};
+use crate::store::memory::MemoryStore;
+use crate::store::StoreErrorKind;
+
+const MIB: usize = 1024 * 1024;
+
+fn defaults() -> Defaults {
+    Defaults {
+        uid: 1000,
+        gid: 1000,
+        file_mode: 0o644,
+        dir_mode: 0o755,
+    }
+}
+
+const ME: Owner = Owner {
+    uid: 1000,
+    gid: 1000,
+};
+
+struct Env<S: ObjectStore> {
+    fs: Filesystem<CountingStore<S>>,
+    stats: Arc<RequestStats>,
+    store: Arc<CountingStore<S>>,
+    _dir: tempfile::TempDir,
+}
+
+fn env<S: ObjectStore>(inner: S) -> Env<S> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CountingStore::new(inner));
+    let stats = store.stats();
+    let mut cfg = FsConfig::new("", defaults());
+    cfg.write.staging_dir = dir.path().join("staging");
+    cfg.write.part_size = 5 * MIB as u64;
+    cfg.write.memory_budget = 20 * MIB as u64;
+    Env {
+        fs: Filesystem::new(store.clone(), cfg, Some(stats.clone())),
+        stats,
+        store,
+        _dir: dir,
+    }
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
+}
+
+async fn write_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, at: u64, data: &[u8]) {
+    for (i, c) in data.chunks(MIB).enumerate() {
+        fs.write(fh, at + (i * MIB) as u64, c).await.unwrap();
+    }
+}
+
+async fn read_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < len {
+        let b = fs.read(fh, out.len() as u64, MIB as u32).await.unwrap();
+        if b.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+fn count(stats: &RequestStats, op: Op) -> u64 {
+    stats.snapshot(op).requests
+}
+
+#[tokio::test]
+async fn sequential_write_streams_parts_and_small_file_is_one_put() {
+    let e = env(MemoryStore::new());
+    let data = pattern(13 * MIB + 7, 1);
+    let (a, o) = e.fs.create(ROOT_INO, b"big.bin", 0o640, ME).await.unwrap();
+    write_all(&e.fs, o.fh, 0, &data).await;
+    // The multipart upload began while writing; the tail goes at flush.
+    assert_eq!(count(&e.stats, Op::CreateMultipartUpload), 1);
+    assert!(e.store.inner().get("big.bin").is_none());
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("big.bin").unwrap(), data);
+    assert_eq!(count(&e.stats, Op::CreateMultipartUpload), 1);
+    assert_eq!(count(&e.stats, Op::UploadPart), 3);
+    assert_eq!(count(&e.stats, Op::PutObject), 0);
+    let (ct, meta) = e.store.inner().meta("big.bin").unwrap();
+    assert_eq!(ct.as_deref(), Some("application/octet-stream"));
+    assert_eq!(meta["mode"], (0o100640).to_string());
+    assert_eq!(
+        e.fs.getattr(a.ino).await.unwrap().stat.size,
+        data.len() as u64
+    );
+
+    let (_, o) =
+        e.fs.create(ROOT_INO, b"small.json", 0o644, ME)
+            .await
+            .unwrap();
+    e.fs.write(o.fh, 0, b"{}").await.unwrap();
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(count(&e.stats, Op::PutObject), 1);
+    let (ct, _) = e.store.inner().meta("small.json").unwrap();
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    assert!(e.store.inner().pending_uploads().is_empty());
+    assert_eq!(e.fs.uploader.budget_free(), 20 * MIB as u64);
+}
+
+#[tokio::test]
+async fn part_sizes_grow_to_fit_five_tib() {
+    let e = env(MemoryStore::new());
+    let up = &e.fs.uploader;
+    let total: u64 = (1..=10_000).map(|n| up.stream_part_size(n)).sum();
+    assert!(total >= 5 << 40, "10,000 parts hold only {total} bytes");
+    assert!((1..=10_000).all(|n| up.stream_part_size(n) <= upload::MAX_PART));
+    assert_eq!(up.staged_part_size(1 << 20), 5 * MIB as u64);
+    assert!(up.staged_part_size(5 << 40) * 10_000 >= 5 << 40);
+}
+
+#[tokio::test]
+async fn memory_budget_bounds_parts_in_flight() {
+    // 20 MiB budget, 5 MiB parts: at most 4 parts may wait in memory at once.
+    let e = env(MemoryStore::new());
+    let (_, o) = e.fs.create(ROOT_INO, b"f", 0o644, ME).await.unwrap();
+    write_all(&e.fs, o.fh, 0, &pattern(40 * MIB, 2)).await;
+    e.fs.flush(o.fh).await.unwrap();
+    assert!(e.stats.snapshot(Op::UploadPart).max_in_flight <= 4);
+    assert_eq!(e.store.inner().get("f").unwrap().len(), 40 * MIB);
+}
+
+#[tokio::test]
+async fn random_writes_append_truncate_match_reference_and_reuse_parts() {
+    let mem = MemoryStore::new();
+    let mut reference = pattern(23 * MIB, 3);
+    mem.put("f", reference.clone());
+    let e = env(mem);
+    let a = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
+
+    // Overwrite 100 bytes in the middle: only the part holding them is sent.
+    let o = e.fs.open(a.ino, libc::O_RDWR).await.unwrap();
+    let patch = vec![0xAB; 100];
+    e.fs.write(o.fh, 12 * MIB as u64, &patch).await.unwrap();
+    reference[12 * MIB..12 * MIB + 100].copy_from_slice(&patch);
+    assert_eq!(read_all(&e.fs, o.fh, reference.len()).await, reference);
+    e.stats.reset();
+    e.fs.flush(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("f").unwrap(), reference);
+    assert_eq!(count(&e.stats, Op::UploadPart), 1);
+    assert_eq!(count(&e.stats, Op::UploadPartCopy), 4);
+
+    // Append.
+    let tail = pattern(777, 9);
+    e.fs.write(o.fh, reference.len() as u64, &tail)
+        .await
+        .unwrap();
+    reference.extend_from_slice(&tail);
+    e.fs.flush(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("f").unwrap(), reference);
+
+    // Truncate down, then up (zeros).
+    e.fs.setattr(
+        a.ino,
+        SetAttr {
+            size: Some(MIB as u64 + 5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    reference.truncate(MIB + 5);
+    e.fs.flush(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("f").unwrap(), reference);
+    e.fs.setattr(
+        a.ino,
+        SetAttr {
+            size: Some(3 * MIB as u64),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    reference.resize(3 * MIB, 0);
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("f").unwrap(), reference);
+    assert!(e.store.inner().pending_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn seek_back_in_a_stream_and_two_handles_share_writes() {
+    let e = env(MemoryStore::new());
+    let (a, w) = e.fs.create(ROOT_INO, b"z", 0o644, ME).await.unwrap();
+    let mut reference = pattern(7 * MIB, 4);
+    write_all(&e.fs, w.fh, 0, &reference).await;
+    // A second handle reads what the first wrote, before any close.
+    let r = e.fs.open(a.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(
+        e.fs.read(r.fh, 6 * MIB as u64, 10).await.unwrap(),
+        &reference[6 * MIB..6 * MIB + 10]
+    );
+    // Patch the start (already sent as a part), like a zip writer fixing a header.
+    e.fs.write(w.fh, 10, b"HEADER").await.unwrap();
+    reference[10..16].copy_from_slice(b"HEADER");
+    assert_eq!(&e.fs.read(r.fh, 0, 32).await.unwrap()[..], &reference[..32]);
+    e.fs.flush(w.fh).await.unwrap();
+    e.fs.release(w.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("z").unwrap(), reference);
+    // The reader opened during the write now reads the uploaded object.
+    assert_eq!(read_all(&e.fs, r.fh, reference.len()).await, reference);
+    e.fs.release(r.fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn failing_parts_are_retried() {
+    let faulty = FaultyStore::new(
+        MemoryStore::new(),
+        FaultTarget::UploadPart,
+        StoreErrorKind::Other,
+        2,
+    );
+    let e = env(faulty);
+    let data = pattern(11 * MIB, 5);
+    let (_, o) = e.fs.create(ROOT_INO, b"r", 0o644, ME).await.unwrap();
+    write_all(&e.fs, o.fh, 0, &data).await;
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().inner().get("r").unwrap(), data);
+    assert_eq!(e.stats.snapshot(Op::UploadPart).errors, 2);
+}
+
+#[tokio::test]
+async fn upload_that_keeps_failing_is_eio_with_nothing_left_behind() {
+    let faulty = FaultyStore::always(
+        MemoryStore::new(),
+        FaultTarget::UploadPart,
+        StoreErrorKind::Other,
+    );
+    let e = env(faulty);
+    let (_, o) = e.fs.create(ROOT_INO, b"bad", 0o644, ME).await.unwrap();
+    let mut failed = None;
+    for (i, c) in pattern(16 * MIB, 6).chunks(MIB).enumerate() {
+        if let Err(err) = e.fs.write(o.fh, (i * MIB) as u64, c).await {
+            failed = Some(err);
+            break;
+        }
+    }
+    let flushed = e.fs.flush(o.fh).await;
+    let err = failed.or(flushed.err()).expect("the upload cannot succeed");
+    assert_eq!(err.errno, libc::EIO);
+    assert!(
+        e.fs.flush(o.fh).await.is_err(),
+        "a lost upload must keep failing"
+    );
+    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno, libc::EIO);
+    let mem = e.store.inner().inner();
+    assert!(mem.get("bad").is_none());
+    assert!(mem.pending_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn failed_staged_upload_keeps_the_staging_file() {
+    let mem = MemoryStore::new();
+    mem.put("s", pattern(1000, 7));
+    let faulty = FaultyStore::always(mem, FaultTarget::Put, StoreErrorKind::Other);
+    let e = env(faulty);
+    let a = e.fs.lookup(ROOT_INO, b"s").await.unwrap();
+    let o = e.fs.open(a.ino, libc::O_WRONLY).await.unwrap();
+    e.fs.write(o.fh, 10, b"new").await.unwrap();
+    assert_eq!(e.fs.flush(o.fh).await.unwrap_err().errno, libc::EIO);
+    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno, libc::EIO);
+    let kept: Vec<_> = std::fs::read_dir(e._dir.path().join("staging"))
+        .unwrap()
+        .collect();
+    assert_eq!(kept.len(), 1);
+    // The old object is untouched.
+    assert_eq!(e.store.inner().inner().get("s").unwrap(), pattern(1000, 7));
+}
+
+#[tokio::test]
+async fn namespace_changes() {
+    let mem = MemoryStore::new();
+    mem.put("d/a", "A");
+    mem.put("d/sub/b", "B");
+    mem.put("x", "X");
+    let e = env(mem);
+    let d = e.fs.lookup(ROOT_INO, b"d").await.unwrap();
+    assert_eq!(
+        e.fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno,
+        libc::ENOTEMPTY
+    );
+    // Directory rename moves every key.
+    e.fs.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0)
+        .await
+        .unwrap();
+    let mut keys = e.store.inner().keys();
+    keys.sort();
+    assert_eq!(keys, vec!["e/a", "e/sub/b", "x"]);
+    assert_eq!(e.fs.getattr(d.ino).await.unwrap().stat.kind, Kind::Dir);
+    let names: Vec<String> = {
+        let fh = e.fs.opendir(d.ino).unwrap();
+        let v = e.fs.readdir(d.ino, fh, 0).await.unwrap();
+        v.into_iter().map(|x| x.name).collect()
+    };
+    assert!(names.contains(&"a".to_string()) && names.contains(&"sub".to_string()));
+    // File rename over an existing file; NOREPLACE refuses.
+    assert_eq!(
+        e.fs.rename(d.ino, b"a", ROOT_INO, b"x", libc::RENAME_NOREPLACE)
+            .await
+            .unwrap_err()
+            .errno,
+        libc::EEXIST
+    );
+    e.fs.rename(d.ino, b"a", ROOT_INO, b"x", 0).await.unwrap();
+    assert_eq!(e.store.inner().get("x").unwrap(), "A");
+    assert!(e.store.inner().get("e/a").is_none());
+    // mkdir writes a marker; rmdir of an empty dir removes it.
+    let m = e.fs.mkdir(ROOT_INO, b"new", 0o700, ME).await.unwrap();
+    assert_eq!(m.stat.perm, 0o700);
+    let (_, meta) = e.store.inner().meta("new/").unwrap();
+    assert_eq!(meta["mode"], (0o040700).to_string());
+    e.fs.rmdir(ROOT_INO, b"new").await.unwrap();
+    assert!(e.store.inner().get("new/").is_none());
+    // unlink, symlink, and the name limit.
+    e.fs.unlink(ROOT_INO, b"x").await.unwrap();
+    assert!(e.store.inner().get("x").is_none());
+    assert_eq!(
+        e.fs.lookup(ROOT_INO, b"x").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    e.fs.symlink(ROOT_INO, b"ln", b"e/sub/b", ME).await.unwrap();
+    let l = e.fs.lookup(ROOT_INO, b"ln").await.unwrap();
+    assert_eq!(e.fs.readlink(l.ino).await.unwrap(), "e/sub/b");
+    let long = vec![b'n'; 256];
+    assert_eq!(
+        e.fs.create(ROOT_INO, &long, 0o644, ME)
+            .await
+            .unwrap_err()
+            .errno,
+        libc::ENAMETOOLONG
+    );
+}
+
+#[tokio::test]
+async fn metadata_changes_persist_and_fold_into_open_uploads() {
+    let mem = MemoryStore::new();
+    mem.put("f", "data");
+    let e = env(mem);
+    let a = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(981_173_106);
+    e.fs.setattr(
+        a.ino,
+        SetAttr {
+            mode: Some(0o600),
+            mtime: Some(t),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (_, meta) = e.store.inner().meta("f").unwrap();
+    assert_eq!(meta["mode"], (0o100600).to_string());
+    assert_eq!(meta["mtime"], "981173106");
+    assert_eq!(e.store.inner().get("f").unwrap(), "data");
+    e.fs.setxattr(a.ino, b"user.color", b"blue").await.unwrap();
+    e.fs.setxattr(a.ino, b"user.s3.content_type", b"text/x-test")
+        .await
+        .unwrap();
+    let (ct, meta) = e.store.inner().meta("f").unwrap();
+    assert_eq!(ct.as_deref(), Some("text/x-test"));
+    assert_eq!(meta["color"], "blue");
+    assert_eq!(meta["mode"], (0o100600).to_string());
+    assert_eq!(
+        e.fs.setxattr(a.ino, b"user.s3.etag", b"x")
+            .await
+            .unwrap_err()
+            .errno,
+        libc::EPERM
+    );
+    e.fs.removexattr(a.ino, b"user.color").await.unwrap();
+    assert!(!e.store.inner().meta("f").unwrap().1.contains_key("color"));
+
+    // On a file being written, attributes travel with its upload: one PutObject.
+    let (c, o) = e.fs.create(ROOT_INO, b"g", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"hello").await.unwrap();
+    e.stats.reset();
+    e.fs.setattr(
+        c.ino,
+        SetAttr {
+            mode: Some(0o751),
+            mtime: Some(t),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.stats.total_requests(), 0);
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(count(&e.stats, Op::PutObject), 1);
+    let (_, meta) = e.store.inner().meta("g").unwrap();
+    assert_eq!(meta["mode"], (0o100751).to_string());
+    assert_eq!(meta["mtime"], "981173106");
+}
+
+#[tokio::test]
+async fn unlinked_open_file_is_not_uploaded() {
+    let e = env(MemoryStore::new());
+    let (_, o) = e.fs.create(ROOT_INO, b"tmp", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"scratch").await.unwrap();
+    e.fs.unlink(ROOT_INO, b"tmp").await.unwrap();
+    assert_eq!(e.fs.read(o.fh, 0, 100).await.unwrap(), "scratch");
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert!(e.store.inner().keys().is_empty());
+}
