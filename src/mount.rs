@@ -385,6 +385,21 @@ fn redirect_stdio() {
     }
 }
 
+/// Where staging files go: `--cache-dir`, else the user's cache directory; one
+/// subdirectory per bucket.
+fn staging_dir(cache_dir: Option<&std::path::Path>, bucket: &str) -> std::path::PathBuf {
+    let base = cache_dir.map(|p| p.to_path_buf()).unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir)
+            .join("bucketfs")
+    });
+    base.join(bucket).join("staging")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,19 +424,4 @@ mod tests {
     fn root_is_a_mountpoint() {
         assert!(is_mountpoint(Path::new("/")));
     }
-}
-
-/// Where staging files go: `--cache-dir`, else the user's cache directory; one
-/// subdirectory per bucket.
-fn staging_dir(cache_dir: Option<&std::path::Path>, bucket: &str) -> std::path::PathBuf {
-    let base = cache_dir.map(|p| p.to_path_buf()).unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
-            })
-            .unwrap_or_else(std::env::temp_dir)
-            .join("bucketfs")
-    });
-    base.join(bucket).join("staging")
 }

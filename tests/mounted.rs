@@ -121,11 +121,9 @@ fn ls_request_costs() {
     );
     assert!(s["ListObjectsV2"]["requests"].as_u64().unwrap() <= 3, "{s}");
     sh(m.path(), "find . -name 'f00*' > /dev/null");
-    assert_eq!(
-        m.stats()["HeadObject"]["requests"],
-        0,
-        "find -name makes no HEAD"
-    );
+    // At most the one directory's marker: never a HEAD per file.
+    let heads = m.stats()["HeadObject"]["requests"].as_u64().unwrap();
+    assert!(heads <= 1, "find -name made {heads} HEAD requests");
     drop(m);
 
     let m = Mount::new(&b.name, &[]);

@@ -301,12 +301,9 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<Option<Attr>> {
         match l.kind {
             Kind::Dir => {
-                // No request for the marker here (`find` must cost listings only): use its
-                // metadata if statahead or an earlier lookup fetched it.
-                let marker = self.meta.peek(prefix).await.flatten();
-                Ok(Some(
-                    self.found_dir(dir, &l.name, prefix, Some(marker)).await?,
-                ))
+                // A directory's mode, owner and times live on its marker: one HeadObject
+                // (shared with statahead's, cached for the TTL) in POSIX mode.
+                Ok(Some(self.found_dir(dir, &l.name, prefix, None).await?))
             }
             _ if self.posix() => match self.meta.head(key).await? {
                 Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
@@ -323,11 +320,15 @@ impl<S: ObjectStore> Filesystem<S> {
     /// (`key`), both at once. A directory wins over an object of the same name.
     async fn probe(&self, dir: &Arc<Inode>, name: &str, key: &str, prefix: &str) -> Result<Attr> {
         // Listing mode never sends HeadObject: a one-key listing at `key` finds the object.
+        let mut marker_head = None;
         let (file, list) = if self.posix() {
-            let (head, list) = tokio::join!(
+            // The marker's metadata is asked for at once too, in case it is a directory.
+            let (head, list, marker) = tokio::join!(
                 self.meta.head(key),
-                self.store.list(prefix, Some("/"), None, Some(1))
+                self.store.list(prefix, Some("/"), None, Some(1)),
+                self.meta.head(prefix)
             );
+            marker_head = Some(marker);
             (head.map(|h| h.map(Found::Head)), list)
         } else {
             let (at_key, list) = tokio::join!(
@@ -344,7 +345,6 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         let list = list.map_err(Error::from)?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            let marker = list.objects.first().is_some_and(|o| o.key == prefix);
             if let Ok(Some(_)) = &file {
                 if self.warn.first(key) {
                     warn!(
@@ -353,10 +353,9 @@ impl<S: ObjectStore> Filesystem<S> {
                     );
                 }
             }
-            let marker_meta = if marker && self.posix() {
-                self.meta.head(prefix).await?
-            } else {
-                None
+            let marker_meta = match marker_head {
+                Some(m) => m?,
+                None => None,
             };
             return self.found_dir(dir, name, prefix, Some(marker_meta)).await;
         }

@@ -456,9 +456,8 @@ impl<S: ObjectStore> Filesystem<S> {
             self.uploader
                 .put(&inode.key, Bytes::new(), &opts)
                 .await
-                .map_err(|e| {
+                .inspect_err(|e| {
                     error!(key = %inode.key, "directory update failed: {}", e.message);
-                    e
                 })?;
             self.meta.invalidate(&inode.key).await;
         }

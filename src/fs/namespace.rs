@@ -461,7 +461,22 @@ impl<S: ObjectStore> Filesystem<S> {
         size: u64,
         etag: String,
     ) -> (String, String, Result<String>) {
-        let r = if size > super::upload::MAX_COPY {
+        let r = if size == 0 && k.ends_with('/') {
+            // A directory marker: some servers keep these as real directories that
+            // CopyObject cannot read, so write a new marker with the same metadata.
+            match self.meta.head(&k).await {
+                Ok(m) => {
+                    let opts = m
+                        .map(|m| PutOptions {
+                            content_type: m.content_type.clone(),
+                            user_metadata: m.user_metadata.clone(),
+                        })
+                        .unwrap_or_default();
+                    self.uploader.put(&t, Bytes::new(), &opts).await
+                }
+                Err(e) => Err(e),
+            }
+        } else if size > super::upload::MAX_COPY {
             match self.meta.head(&k).await {
                 Ok(Some(m)) => {
                     let opts = PutOptions {

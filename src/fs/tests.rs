@@ -320,8 +320,9 @@ async fn store_errors_map_to_errnos() {
 }
 
 #[tokio::test]
-async fn descending_into_subdirectories_sends_no_head() {
-    // `find -name` looks up every subdirectory of a listed directory to descend into it.
+async fn descending_into_subdirectories_sends_no_head_per_file() {
+    // `find -name` looks up every subdirectory of a listed directory to descend into it:
+    // one HEAD per directory (its marker's metadata), none per file; none in listing mode.
     let mem = MemoryStore::new();
     for i in 0..20 {
         mem.put(&format!("sub{i:02}/file"), "x");
@@ -339,6 +340,17 @@ async fn descending_into_subdirectories_sends_no_head() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 20);
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 21);
+}
+
+#[tokio::test]
+async fn directory_mode_comes_from_its_marker() {
+    let mem = MemoryStore::new();
+    mem.put_with_meta("priv/", "", &[("mode", "16832")]); // 040700
+    mem.put("priv/f", "x");
+    let (fs, _) = setup(mem, |_| {});
+    list_names(&fs, ROOT_INO).await;
+    let d = fs.lookup(ROOT_INO, b"priv").await.unwrap();
+    assert_eq!(d.stat.perm, 0o700);
 }

@@ -190,7 +190,7 @@ impl<S: ObjectStore> Uploader<S> {
             .retry(|| self.store.create_multipart(dst, opts))
             .await
             .map_err(Error::from)?;
-        let ps = self.staged_part_size(size).max(512 * MIB).min(MAX_PART);
+        let ps = self.staged_part_size(size).clamp(512 * MIB, MAX_PART);
         let ranges: Vec<Range<u64>> = (0..size.div_ceil(ps))
             .map(|i| i * ps..((i + 1) * ps).min(size))
             .collect();
@@ -296,7 +296,7 @@ impl StreamUpload {
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> u64 {
+    pub fn written(&self) -> u64 {
         self.sent + self.buf.len() as u64
     }
 
@@ -307,7 +307,7 @@ impl StreamUpload {
 
     /// The bytes of `range` if they are still in memory.
     pub fn buffered(&self, range: Range<u64>) -> Option<Bytes> {
-        if range.start < self.sent || range.end > self.len() {
+        if range.start < self.sent || range.end > self.written() {
             return None;
         }
         let a = (range.start - self.sent) as usize;

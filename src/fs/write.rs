@@ -211,7 +211,7 @@ impl Writer {
     ) -> Result<()> {
         self.check()?;
         if let Data::Stream { upload, sent_opts } = &mut self.data {
-            if offset == upload.len() {
+            if offset == upload.written() {
                 if sent_opts.is_none() {
                     // Metadata goes with CreateMultipartUpload, which may happen now.
                     *sent_opts = Some(attr::put_options(
@@ -627,12 +627,14 @@ impl Staged {
             copies,
             "uploading staged file ({size} bytes)"
         );
-        // Parts to send come from the staging file: fetch what it lacks first.
-        if self.file.is_some() {
-            for (r, copy) in &plan {
-                if !copy {
-                    self.ensure_present(up, r.clone()).await?;
-                }
+        // Parts to send come from the staging file: fetch what it lacks first (a file
+        // only grown by truncate has none yet: past the base it reads as zeros).
+        if self.file.is_none() && plan.iter().any(|p| !p.1) {
+            self.file = Some(StagingFile::create(up.staging_path(key)?)?);
+        }
+        for (r, copy) in &plan {
+            if !copy {
+                self.ensure_present(up, r.clone()).await?;
             }
         }
         let upload_id = up

@@ -207,6 +207,31 @@ impl Bucket {
         })
     }
 
+    /// Whether the server keeps user metadata on `dir/` marker objects. SeaweedFS turns
+    /// such keys into real directories and drops their metadata, so directory modes and
+    /// times cannot persist there; AWS, MinIO and Ceph keep them. Asked of the server
+    /// directly, not through bucketfs.
+    pub fn markers_keep_metadata(&self) -> bool {
+        let key = "bucketfs-probe-marker/";
+        rt().block_on(
+            client()
+                .put_object()
+                .bucket(&self.name)
+                .key(key)
+                .metadata("mode", "16832")
+                .body(ByteStream::from(Vec::new()))
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+        let kept = self
+            .head(key)
+            .metadata()
+            .is_some_and(|m| m.get("mode").map(String::as_str) == Some("16832"));
+        rt().block_on(client().delete_object().bucket(&self.name).key(key).send())
+            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+        kept
+    }
+
     /// Multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
         rt().block_on(client().list_multipart_uploads().bucket(&self.name).send())
