@@ -822,3 +822,27 @@ fn small_create_costs_one_put() {
         );
     }
 }
+
+#[test]
+fn mmap_writes_reach_s3_at_close() {
+    let b = Bucket::new("mmap");
+    let mut reference = pattern(3 * 1024 * 1024 + 17, 77);
+    b.put("m.bin", reference.clone());
+    let m = Mount::new(&b.name, &[]);
+    // Change bytes through a shared writable mapping, as databases and old tools do.
+    let script = "import mmap,sys\n\
+                  f=open(sys.argv[1],'r+b')\n\
+                  mm=mmap.mmap(f.fileno(),0)\n\
+                  mm[100:105]=b'MMAP!'\n\
+                  mm[2*1024*1024:2*1024*1024+3]=b'xyz'\n\
+                  mm.flush(); mm.close(); f.close()\n";
+    run_ok(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(m.p("m.bin")),
+    );
+    reference[100..105].copy_from_slice(b"MMAP!");
+    reference[2 * 1024 * 1024..2 * 1024 * 1024 + 3].copy_from_slice(b"xyz");
+    assert_same(&b.get("m.bin"), &reference, "mmap write");
+}

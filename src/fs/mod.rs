@@ -606,6 +606,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 let items = s.order.clone();
                 drop(s);
                 self.append_entries(h, &items);
+                self.append_pending(h);
                 h.done = true;
                 h.snapshot = snap;
                 return;

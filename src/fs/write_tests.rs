@@ -417,3 +417,38 @@ async fn unlinked_open_file_is_not_uploaded() {
     e.fs.release(o.fh).await.unwrap();
     assert!(e.store.inner().keys().is_empty());
 }
+
+#[tokio::test]
+async fn drain_uploads_files_still_open() {
+    let e = env(MemoryStore::new());
+    let (_, a) = e.fs.create(ROOT_INO, b"open-a", 0o644, ME).await.unwrap();
+    e.fs.write(a.fh, 0, b"pending a").await.unwrap();
+    let (_, b) = e.fs.create(ROOT_INO, b"open-b", 0o644, ME).await.unwrap();
+    write_all(&e.fs, b.fh, 0, &pattern(6 * MIB, 8)).await;
+    // Both are still open (as at SIGTERM); drain finishes them.
+    assert_eq!(e.fs.drain().await, 0);
+    assert_eq!(e.store.inner().get("open-a").unwrap(), "pending a");
+    assert_eq!(e.store.inner().get("open-b").unwrap(), pattern(6 * MIB, 8));
+    assert!(e.store.inner().pending_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn pending_file_is_listed_before_its_upload() {
+    let e = env(MemoryStore::new());
+    let (_, o) = e.fs.create(ROOT_INO, b"new.txt", 0o644, ME).await.unwrap();
+    for _ in 0..2 {
+        // The second readdir reuses the cached listing: the pending file stays.
+        let fh = e.fs.opendir(ROOT_INO).unwrap();
+        let names: Vec<String> =
+            e.fs.readdir(ROOT_INO, fh, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|x| x.name)
+                .collect();
+        e.fs.releasedir(fh);
+        assert!(names.contains(&"new.txt".to_string()), "{names:?}");
+    }
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("new.txt").unwrap(), "");
+}
