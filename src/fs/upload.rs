@@ -295,6 +295,13 @@ impl StreamUpload {
         }
     }
 
+    /// A stream that already holds `data` (a small file committed and still appended to).
+    pub fn with_bytes(data: &[u8]) -> Self {
+        let mut s = Self::new();
+        s.buf.extend_from_slice(data);
+        s
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.sent + self.buf.len() as u64

@@ -232,6 +232,9 @@ impl Writer {
                 return Ok(());
             }
         }
+        if let Data::Stream { upload, .. } = &self.data {
+            debug!(key = %self.key, offset, at = upload.written(), "write out of order: staging");
+        }
         self.unstream(up).await?;
         let key = self.key.clone();
         let staged = self.staged_mut();
@@ -370,6 +373,7 @@ impl Writer {
             return Ok(None);
         }
         let size = self.stat.size;
+        debug!(key = %self.key, size, data = self.data_dirty, meta = self.meta_dirty, "commit");
         let etag = if !self.data_dirty {
             // Attributes only: rewrite the metadata server-side.
             let etag = self.etag.clone().ok_or_else(|| {
@@ -380,6 +384,19 @@ impl Writer {
                 .await?
         } else {
             match &mut self.data {
+                Data::Stream { upload, sent_opts } if !upload.started() => {
+                    // Still all in memory: one PutObject, and the bytes stay here so the
+                    // file can go on streaming (close of a dup'ed fd, fsync of a log).
+                    let body = upload.take_all().unwrap_or_default();
+                    *upload = StreamUpload::with_bytes(&body);
+                    *sent_opts = None;
+                    let opts = self.opts(true);
+                    let etag = up.put(&self.key, body, &opts).await?;
+                    self.data_dirty = false;
+                    self.meta_dirty = false;
+                    self.etag = Some(etag.clone());
+                    return Ok(Some(etag));
+                }
                 Data::Stream { upload, sent_opts } => {
                     let upload = std::mem::take(upload);
                     let sent = sent_opts.take();

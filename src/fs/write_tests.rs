@@ -452,3 +452,20 @@ async fn pending_file_is_listed_before_its_upload() {
     e.fs.release(o.fh).await.unwrap();
     assert_eq!(e.store.inner().get("new.txt").unwrap(), "");
 }
+
+#[tokio::test]
+async fn close_of_a_dup_before_writing_keeps_the_file_streaming() {
+    // dd and shells open, dup2 and close the first fd: a flush of the empty new file.
+    let e = env(MemoryStore::new());
+    let (_, o) = e.fs.create(ROOT_INO, b"dd.out", 0o644, ME).await.unwrap();
+    e.fs.flush(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("dd.out").unwrap(), "");
+    let data = pattern(12 * MIB, 10);
+    write_all(&e.fs, o.fh, 0, &data).await;
+    // Still a stream: the multipart upload began while writing, nothing was staged.
+    assert_eq!(count(&e.stats, Op::CreateMultipartUpload), 1);
+    assert!(std::fs::read_dir(e._dir.path().join("staging")).map_or(true, |d| d.count() == 0));
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("dd.out").unwrap(), data);
+}
