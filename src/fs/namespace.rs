@@ -476,7 +476,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 }
                 Err(e) => Err(e),
             }
-        } else if size > super::upload::MAX_COPY {
+        } else if size > self.uploader.cfg.copy_limit {
             match self.meta.head(&k).await {
                 Ok(Some(m)) => {
                     let opts = PutOptions {

@@ -42,6 +42,9 @@ pub struct WriteConfig {
     pub staging_dir: PathBuf,
     /// Attempts per part or request, on top of the client's own retries.
     pub attempts: u32,
+    /// Largest object copied with one CopyObject; larger ones are copied part by part
+    /// (S3's limit is 5 GiB; tests lower it).
+    pub copy_limit: u64,
 }
 
 impl WriteConfig {
@@ -52,6 +55,7 @@ impl WriteConfig {
             memory_budget: 128 * MIB,
             staging_dir,
             attempts: 3,
+            copy_limit: MAX_COPY,
         }
     }
 }
@@ -70,6 +74,7 @@ impl<S: ObjectStore> Uploader<S> {
         cfg.part_size = cfg.part_size.clamp(MIN_PART, MAX_PART);
         cfg.concurrency = cfg.concurrency.max(1);
         cfg.attempts = cfg.attempts.max(1);
+        cfg.copy_limit = cfg.copy_limit.clamp(1, MAX_COPY);
         let budget_kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2);
         Uploader {
             store,
@@ -174,7 +179,7 @@ impl<S: ObjectStore> Uploader<S> {
         opts: &PutOptions,
         replace: bool,
     ) -> Result<String> {
-        if size <= MAX_COPY {
+        if size <= self.cfg.copy_limit {
             let o = replace.then_some(opts);
             return self
                 .retry(|| self.store.copy(src, dst, src_etag, o))
@@ -190,7 +195,10 @@ impl<S: ObjectStore> Uploader<S> {
             .retry(|| self.store.create_multipart(dst, opts))
             .await
             .map_err(Error::from)?;
-        let ps = self.staged_part_size(size).clamp(512 * MIB, MAX_PART);
+        let ps = self
+            .staged_part_size(size)
+            .max(self.cfg.copy_limit.min(512 * MIB))
+            .min(MAX_PART);
         let ranges: Vec<Range<u64>> = (0..size.div_ceil(ps))
             .map(|i| i * ps..((i + 1) * ps).min(size))
             .collect();

@@ -469,3 +469,59 @@ async fn close_of_a_dup_before_writing_keeps_the_file_streaming() {
     e.fs.release(o.fh).await.unwrap();
     assert_eq!(e.store.inner().get("dd.out").unwrap(), data);
 }
+
+#[tokio::test]
+async fn large_objects_are_renamed_and_rewritten_by_multipart_copy() {
+    let mem = MemoryStore::new();
+    let data = pattern(17 * MIB, 11);
+    mem.put_with_meta(
+        "d/big",
+        data.clone(),
+        &[("mode", "33184"), ("color", "red")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CountingStore::new(mem));
+    let stats = store.stats();
+    let mut cfg = FsConfig::new("", defaults());
+    cfg.write.staging_dir = dir.path().join("staging");
+    // Stand-in for S3's 5 GiB CopyObject limit.
+    cfg.write.copy_limit = 6 * MIB as u64;
+    let fs = Filesystem::new(store.clone(), cfg, Some(stats.clone()));
+    let d = fs.lookup(ROOT_INO, b"d").await.unwrap();
+    fs.rename(d.ino, b"big", ROOT_INO, b"moved", 0)
+        .await
+        .unwrap();
+    assert_eq!(store.inner().get("moved").unwrap(), data);
+    assert!(store.inner().get("d/big").is_none());
+    let (_, meta) = store.inner().meta("moved").unwrap();
+    assert_eq!(
+        (meta["mode"].as_str(), meta["color"].as_str()),
+        ("33184", "red")
+    );
+    assert_eq!(count(&stats, Op::CopyObject), 0);
+    assert_eq!(count(&stats, Op::UploadPartCopy), 3);
+    // chmod of a large object: a multipart copy onto itself with the new mode.
+    let m = fs.lookup(ROOT_INO, b"moved").await.unwrap();
+    fs.setattr(
+        m.ino,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.inner().get("moved").unwrap(), data);
+    assert_eq!(store.inner().meta("moved").unwrap().1["mode"], "33152");
+    // Directory rename of a large object goes the same way.
+    fs.mkdir(ROOT_INO, b"dir", 0o755, ME).await.unwrap();
+    let dd = fs.lookup(ROOT_INO, b"dir").await.unwrap();
+    fs.rename(ROOT_INO, b"moved", dd.ino, b"x", 0)
+        .await
+        .unwrap();
+    fs.rename(ROOT_INO, b"dir", ROOT_INO, b"dir3", 0)
+        .await
+        .unwrap();
+    assert_eq!(store.inner().get("dir3/x").unwrap(), data);
+    assert!(store.inner().pending_uploads().is_empty());
+}
