@@ -345,6 +345,11 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         redirect_stdio();
     }
     let res = session.run();
+    // destroy() drained already; this catches a session that ended without it.
+    let failed = rt.block_on(fs.drain());
+    if failed > 0 {
+        tracing::error!(failed, "uploads failed at exit (see the errors above)");
+    }
     fs.log_stats("unmount");
     drop(rt);
     match res {
