@@ -47,6 +47,22 @@ pub struct InodeState {
     pub local_etag: Option<String>,
 }
 
+impl InodeState {
+    fn new(lookups: u64, stat: Stat, valid_until: Instant) -> Self {
+        InodeState {
+            lookups,
+            stat,
+            valid_until,
+            meta: None,
+            listed_etag: None,
+            listing: None,
+            last_open_etag: None,
+            symlink_target: None,
+            local_etag: None,
+        }
+    }
+}
+
 impl Inode {
     pub fn stat(&self) -> Stat {
         self.state.lock().unwrap().stat
@@ -83,17 +99,7 @@ impl InodeTable {
             name: String::new(),
             key: root_key.to_string(),
             kind: Kind::Dir,
-            state: Mutex::new(InodeState {
-                lookups: 1,
-                stat: root_stat,
-                valid_until: far_future(),
-                meta: None,
-                listed_etag: None,
-                listing: None,
-                last_open_etag: None,
-                symlink_target: None,
-                local_etag: None,
-            }),
+            state: Mutex::new(InodeState::new(1, root_stat, far_future())),
         });
         let mut by_ino = HashMap::new();
         by_ino.insert(ROOT_INO, root);
@@ -158,6 +164,14 @@ impl InodeTable {
                 }
             }
         }
+        let mut state = InodeState::new(u64::from(lookup), stat, valid_until);
+        state.meta = meta;
+        state.listed_etag = listed_etag;
+        Self::add(&mut t, parent, name, key, state)
+    }
+
+    /// A new inode numbered next, named `name` in `parent`.
+    fn add(t: &mut Tables, parent: u64, name: &str, key: &str, state: InodeState) -> Arc<Inode> {
         let ino = t.next;
         t.next += 1;
         let inode = Arc::new(Inode {
@@ -165,18 +179,8 @@ impl InodeTable {
             parent,
             name: name.to_string(),
             key: key.to_string(),
-            kind: stat.kind,
-            state: Mutex::new(InodeState {
-                lookups: u64::from(lookup),
-                stat,
-                valid_until,
-                meta,
-                listed_etag,
-                listing: None,
-                last_open_etag: None,
-                symlink_target: None,
-                local_etag: None,
-            }),
+            kind: state.stat.kind,
+            state: Mutex::new(state),
         });
         t.by_ino.insert(ino, inode.clone());
         t.by_name.insert((parent, name.to_string()), ino);
@@ -199,29 +203,13 @@ impl InodeTable {
         valid_until: Instant,
     ) -> Arc<Inode> {
         let mut t = self.t.lock().unwrap();
-        let ino = t.next;
-        t.next += 1;
-        let inode = Arc::new(Inode {
-            ino,
+        Self::add(
+            &mut t,
             parent,
-            name: name.to_string(),
-            key: key.to_string(),
-            kind: stat.kind,
-            state: Mutex::new(InodeState {
-                lookups: 1,
-                stat,
-                valid_until,
-                meta: None,
-                listed_etag: None,
-                listing: None,
-                last_open_etag: None,
-                symlink_target: None,
-                local_etag: None,
-            }),
-        });
-        t.by_ino.insert(ino, inode.clone());
-        t.by_name.insert((parent, name.to_string()), ino);
-        inode
+            name,
+            key,
+            InodeState::new(1, stat, valid_until),
+        )
     }
 
     /// The name `name` in `parent` is gone (unlink, rmdir). Inodes the kernel still

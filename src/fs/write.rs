@@ -72,6 +72,16 @@ pub struct Writer {
     pub handles: usize,
 }
 
+impl Data {
+    /// An empty stream: nothing written, nothing sent.
+    fn fresh() -> Self {
+        Data::Stream {
+            upload: StreamUpload::new(),
+            sent_opts: None,
+        }
+    }
+}
+
 impl Writer {
     /// A new, empty file (create, or open with O_TRUNC): streams if written in order.
     pub fn new_empty(
@@ -88,10 +98,7 @@ impl Writer {
             stat,
             content_type,
             user,
-            data: Data::Stream {
-                upload: StreamUpload::new(),
-                sent_opts: None,
-            },
+            data: Data::fresh(),
             data_dirty: true,
             meta_dirty: false,
             times_explicit: false,
@@ -280,13 +287,7 @@ impl Writer {
         self.check()?;
         if n == 0 {
             // Nothing of the old content survives: start a fresh stream.
-            if let Data::Stream { upload, .. } = std::mem::replace(
-                &mut self.data,
-                Data::Stream {
-                    upload: StreamUpload::new(),
-                    sent_opts: None,
-                },
-            ) {
+            if let Data::Stream { upload, .. } = std::mem::replace(&mut self.data, Data::fresh()) {
                 upload.abort(up, &self.key).await;
             }
             self.stat.size = 0;
@@ -321,13 +322,7 @@ impl Writer {
 
     /// A streamed upload failed: its bytes are gone, so the file can no longer be saved.
     async fn fail_stream<S: ObjectStore>(&mut self, up: &Arc<Uploader<S>>, e: &Error) {
-        let old = std::mem::replace(
-            &mut self.data,
-            Data::Stream {
-                upload: StreamUpload::new(),
-                sent_opts: None,
-            },
-        );
+        let old = std::mem::replace(&mut self.data, Data::fresh());
         if let Data::Stream { upload, .. } = old {
             upload.abort(up, &self.key).await;
         }
@@ -500,13 +495,7 @@ impl Writer {
 
     /// Drop the data without uploading (unlinked, or given up): abort a stream.
     pub async fn discard<S: ObjectStore>(&mut self, up: &Arc<Uploader<S>>) {
-        let old = std::mem::replace(
-            &mut self.data,
-            Data::Stream {
-                upload: StreamUpload::new(),
-                sent_opts: None,
-            },
-        );
+        let old = std::mem::replace(&mut self.data, Data::fresh());
         if let Data::Stream { upload, .. } = old {
             upload.abort(up, &self.key).await;
         } else {
