@@ -19,7 +19,7 @@ pub mod write;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -111,11 +111,8 @@ pub struct StatFs {
 /// How old a listing may be and still steer statahead.
 const STATAHEAD_HORIZON: Duration = Duration::from_secs(30);
 
-/// How a probe found an object.
-enum Found {
-    Head(Arc<crate::store::ObjectMeta>),
-    Listed(crate::store::ObjectSummary),
-}
+/// Keys a lookup's listing asks for: enough to see past names like `name.txt` to `name/`.
+const PROBE_PAGE: i32 = 32;
 
 /// The name of the root xattr that reports request counts (reading it) and resets them
 /// (writing `reset`).
@@ -245,8 +242,8 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(snap) = snap {
             let listed = {
                 let mut s = snap.lock().unwrap();
-                let entry = s.get(name).map(|(i, l)| (i, l.clone()));
-                if let Some((idx, l)) = &entry {
+                let answer = s.answer(name).map(|e| e.map(|(i, l)| (i, l.clone())));
+                if let Some(Some((idx, l))) = &answer {
                     // Statahead only warms the cache, so an older listing may steer it.
                     // Only file lookups count: `find` looks up directories to descend,
                     // `ls -l` looks up everything.
@@ -256,11 +253,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     }
                 }
                 if self.fresh(s.updated) {
-                    match entry {
-                        Some((_, l)) => Some(Some(l)),
-                        None if s.complete => Some(None),
-                        None => None,
-                    }
+                    answer.map(|e| e.map(|(_, l)| l))
                 } else {
                     None
                 }
@@ -305,10 +298,16 @@ impl<S: ObjectStore> Filesystem<S> {
                 // (shared with statahead's, cached for the TTL) in POSIX mode.
                 Ok(Some(self.found_dir(dir, &l.name, prefix, None).await?))
             }
-            _ if self.posix() => match self.meta.head(key).await? {
-                Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
-                None => Ok(None),
-            },
+            _ if self.posix() => {
+                // An object the listing shows unchanged keeps the metadata we have.
+                if let Some(m) = self.unchanged_meta(dir, l) {
+                    return Ok(Some(self.found_object(dir, &l.name, key, m)));
+                }
+                match self.meta.head(key).await? {
+                    Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
+                    None => Ok(None),
+                }
+            }
             _ => {
                 let s = l.summary.as_ref().expect("listed file has a summary");
                 Ok(Some(self.found_listed(dir, &l.name, key, s)))
@@ -316,53 +315,65 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    /// The HeadObject metadata this mount already holds for a listed file, if the
+    /// listing shows the same object: same ETag, size and modification second. (A
+    /// metadata-only rewrite keeps the ETag but not LastModified.)
+    fn unchanged_meta(&self, dir: &Inode, l: &Listed) -> Option<Arc<crate::store::ObjectMeta>> {
+        let summary = l.summary.as_ref()?;
+        let child = self.inodes.child(dir.ino, &l.name)?;
+        let m = child.state.lock().unwrap().meta.clone()?;
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
+        (m.etag == summary.etag
+            && m.size == summary.size
+            && secs(m.last_modified) == secs(summary.last_modified))
+        .then_some(m)
+    }
+
     /// Ask S3 whether `name` is a directory (any key under `prefix`) or an object
-    /// (`key`), both at once. A directory wins over an object of the same name.
+    /// (`key`). A directory wins over an object of the same name.
+    ///
+    /// One listing at `key` answers both in the common case: the object is its first
+    /// entry if it exists, and `name/` shows as a common prefix unless more than a page
+    /// of keys such as `name.txt` or `name-1` sort between them (then a second, one-key
+    /// listing at `prefix` decides). So a name that does not exist costs one request,
+    /// and an existing one adds the HeadObject of its metadata in POSIX mode.
     async fn probe(&self, dir: &Arc<Inode>, name: &str, key: &str, prefix: &str) -> Result<Attr> {
-        // Listing mode never sends HeadObject: a one-key listing at `key` finds the object.
-        let mut marker_head = None;
-        let (file, list) = if self.posix() {
-            // The marker's metadata is asked for at once too, in case it is a directory.
-            let (head, list, marker) = tokio::join!(
-                self.meta.head(key),
-                self.store.list(prefix, Some("/"), None, Some(1)),
-                self.meta.head(prefix)
-            );
-            marker_head = Some(marker);
-            (head.map(|h| h.map(Found::Head)), list)
-        } else {
-            let (at_key, list) = tokio::join!(
-                self.store.list(key, Some("/"), None, Some(1)),
-                self.store.list(prefix, Some("/"), None, Some(1))
-            );
-            let found = at_key.map_err(Error::from).map(|p| {
-                p.objects
-                    .into_iter()
-                    .find(|o| o.key == key)
-                    .map(Found::Listed)
-            });
-            (found, list)
-        };
-        let list = list.map_err(Error::from)?;
-        if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            if let Ok(Some(_)) = &file {
-                if self.warn.first(key) {
-                    warn!(
-                        key,
-                        "object is shadowed by a directory of the same name and is not reachable"
-                    );
-                }
-            }
-            let marker_meta = match marker_head {
-                Some(m) => m?,
-                None => None,
-            };
-            return self.found_dir(dir, name, prefix, Some(marker_meta)).await;
+        let page = self
+            .store
+            .list(key, Some("/"), None, Some(PROBE_PAGE))
+            .await
+            .map_err(Error::from)?;
+        let object = page.objects.iter().find(|o| o.key == key).cloned();
+        let mut is_dir = page.prefixes.iter().any(|p| p == prefix);
+        let passed = |k: &str| k > prefix;
+        let conclusive = is_dir
+            || page.next_token.is_none()
+            || page.objects.last().is_some_and(|o| passed(&o.key))
+            || page.prefixes.last().is_some_and(|p| passed(p));
+        if !conclusive {
+            let list = self
+                .store
+                .list(prefix, Some("/"), None, Some(1))
+                .await
+                .map_err(Error::from)?;
+            is_dir = !list.objects.is_empty() || !list.prefixes.is_empty();
         }
-        match file? {
-            Some(Found::Head(m)) => Ok(self.found_object(dir, name, key, m)),
-            Some(Found::Listed(s)) => Ok(self.found_listed(dir, name, key, &s)),
+        if is_dir {
+            if object.is_some() && self.warn.first(key) {
+                warn!(
+                    key,
+                    "object is shadowed by a directory of the same name and is not reachable"
+                );
+            }
+            return self.found_dir(dir, name, prefix, None).await;
+        }
+        match object {
             None => Err(Error::enoent(key)),
+            Some(s) if !self.posix() => Ok(self.found_listed(dir, name, key, &s)),
+            Some(_) => match self.meta.head(key).await? {
+                Some(m) => Ok(self.found_object(dir, name, key, m)),
+                None => Err(Error::enoent(key)),
+            },
         }
     }
 
@@ -470,6 +481,7 @@ impl<S: ObjectStore> Filesystem<S> {
         s.statahead_upto = to;
         let keys: Vec<String> = s.order[from..to]
             .iter()
+            .filter(|l| l.kind == Kind::Dir || self.unchanged_meta(dir, l).is_none())
             .map(|l| match l.kind {
                 Kind::Dir => format!("{}{}/", dir.key, l.name),
                 _ => format!("{}{}", dir.key, l.name),
@@ -602,7 +614,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let cached = h.dir.state.lock().unwrap().listing.clone();
         if let Some(snap) = cached {
             let s = snap.lock().unwrap();
-            if s.complete && self.fresh(s.updated) {
+            if s.complete && s.changed.is_empty() && self.fresh(s.updated) {
                 let items = s.order.clone();
                 drop(s);
                 self.append_entries(h, &items);

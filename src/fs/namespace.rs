@@ -16,6 +16,7 @@ use super::error::{Error, Result};
 use super::inode::Inode;
 use super::modify::Owner;
 use super::names::{check_request_name, dir_prefix, file_key};
+use super::readdir::Snapshot;
 use super::{Attr, Filesystem};
 use crate::store::{ObjectStore, PutOptions};
 
@@ -25,7 +26,10 @@ const RENAME_CONCURRENCY: usize = 32;
 impl<S: ObjectStore> Filesystem<S> {
     /// A change in `dir` under `name`: its cached listing and negative entry are stale.
     pub(crate) fn dir_changed(&self, dir: &Inode, name: &str) {
-        dir.state.lock().unwrap().listing = None;
+        let listing = dir.state.lock().unwrap().listing.clone();
+        if let Some(snap) = listing {
+            snap.lock().unwrap().changed.insert(name.to_string());
+        }
         self.negative.invalidate(&(dir.ino, name.to_string()));
     }
 
@@ -72,6 +76,9 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = self
             .inodes
             .insert(parent, name, &prefix, stat, self.valid_until());
+        // A directory made here is empty: lookups in it need no request for a while.
+        inode.state.lock().unwrap().listing =
+            Some(Arc::new(std::sync::Mutex::new(Snapshot::empty_dir())));
         self.dir_changed(&dir, name);
         Ok(Attr {
             ino: inode.ino,

@@ -4,7 +4,7 @@
 //! pages, skips keys that cannot be names, and keeps a per-directory [`Snapshot`] that
 //! answers lookups without further requests while it is fresh.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use tracing::warn;
@@ -153,6 +153,9 @@ pub struct Snapshot {
     pub statahead_upto: usize,
     /// Lookups served from this snapshot (statahead starts on the second).
     pub lookups: usize,
+    /// Names this mount has changed since the listing: lookups of these ask S3 (or the
+    /// inode table), and readdir lists the directory again instead of reusing this.
+    pub changed: HashSet<String>,
 }
 
 impl Snapshot {
@@ -165,6 +168,16 @@ impl Snapshot {
             order: Vec::new(),
             statahead_upto: 0,
             lookups: 0,
+            changed: HashSet::new(),
+        }
+    }
+
+    /// The listing of a directory this mount has just created: complete and empty.
+    pub fn empty_dir() -> Self {
+        Snapshot {
+            complete: true,
+            has_marker: true,
+            ..Snapshot::new()
         }
     }
 
@@ -178,6 +191,19 @@ impl Snapshot {
             }
         }
         self.updated = Instant::now();
+    }
+
+    /// What the listing says of `name`: `Some(Some(_))` listed, `Some(None)` known absent,
+    /// `None` unknown (listing incomplete, or the name changed here since).
+    pub fn answer(&self, name: &str) -> Option<Option<(usize, &Listed)>> {
+        if self.changed.contains(name) {
+            return None;
+        }
+        match self.get(name) {
+            Some(e) => Some(Some(e)),
+            None if self.complete => Some(None),
+            None => None,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<(usize, &Listed)> {

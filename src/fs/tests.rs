@@ -354,3 +354,88 @@ async fn directory_mode_comes_from_its_marker() {
     let d = fs.lookup(ROOT_INO, b"priv").await.unwrap();
     assert_eq!(d.stat.perm, 0o700);
 }
+
+#[tokio::test]
+async fn missing_name_costs_one_listing() {
+    let mem = MemoryStore::new();
+    mem.put("a.txt", "x");
+    mem.put("dir/b", "y");
+    let (fs, stats) = setup(mem, |_| {});
+    let e = fs.lookup(ROOT_INO, b"nope").await.unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+    assert_eq!(stats.total_requests(), 1);
+    // An existing file: the listing, then its metadata.
+    stats.reset();
+    assert_eq!(fs.lookup(ROOT_INO, b"a.txt").await.unwrap().stat.size, 1);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 1);
+}
+
+#[tokio::test]
+async fn lookup_finds_directory_behind_many_similar_names() {
+    let mem = MemoryStore::new();
+    // `name-00` .. `name.39` sort between `name` and `name/`: more than a probe page.
+    for i in 0..40 {
+        mem.put(&format!("name-{i:02}"), "x");
+        mem.put(&format!("name.{i:02}"), "x");
+    }
+    mem.put("name", "shadowed");
+    mem.put("name/inner", "y");
+    mem.put("other-00", "x");
+    let (fs, stats) = setup(mem, |_| {});
+    let d = fs.lookup(ROOT_INO, b"name").await.unwrap();
+    assert_eq!(d.stat.kind, Kind::Dir, "the directory wins over the object");
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 2);
+    assert!(fs.lookup(d.ino, b"inner").await.is_ok());
+    // Without a directory behind them, the same crowd still means "a file".
+    stats.reset();
+    let f = fs.lookup(ROOT_INO, b"other-00").await.unwrap();
+    assert_eq!(f.stat.kind, Kind::File);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"name-0").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+}
+
+#[tokio::test]
+async fn relisting_unchanged_objects_sends_no_head() {
+    let mem = MemoryStore::new();
+    for i in 0..5 {
+        mem.put(&format!("f{i}"), "abc");
+    }
+    let ttl = Duration::from_millis(100);
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = ttl);
+    list_names(&fs, ROOT_INO).await;
+    for i in 0..5 {
+        fs.lookup(ROOT_INO, format!("f{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 5);
+    // Another client rewrites f2 (new ETag). Wait past the TTL by polling the clock.
+    fs.store.inner().put("f2", "changed");
+    let start = Instant::now();
+    while start.elapsed() < ttl + Duration::from_millis(10) {
+        tokio::task::yield_now().await;
+    }
+    stats.reset();
+    list_names(&fs, ROOT_INO).await;
+    let mut sizes = Vec::new();
+    for i in 0..5 {
+        sizes.push(
+            fs.lookup(ROOT_INO, format!("f{i}").as_bytes())
+                .await
+                .unwrap()
+                .stat
+                .size,
+        );
+    }
+    assert_eq!(sizes, vec![3, 3, 7, 3, 3]);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+    assert_eq!(
+        stats.snapshot(Op::HeadObject).requests,
+        1,
+        "only the changed object is asked for again"
+    );
+}

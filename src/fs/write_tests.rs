@@ -525,3 +525,42 @@ async fn large_objects_are_renamed_and_rewritten_by_multipart_copy() {
     assert_eq!(store.inner().get("dir3/x").unwrap(), data);
     assert!(store.inner().pending_uploads().is_empty());
 }
+
+#[tokio::test]
+async fn creates_in_a_new_directory_cost_one_put_each() {
+    let e = env(MemoryStore::new());
+    let d = e.fs.mkdir(ROOT_INO, b"new", 0o755, ME).await.unwrap();
+    e.stats.reset();
+    for i in 0..20 {
+        let name = format!("f{i}");
+        // The kernel looks the name up before it creates it.
+        let miss = e.fs.lookup(d.ino, name.as_bytes()).await.unwrap_err();
+        assert_eq!(miss.errno, libc::ENOENT);
+        let (_, o) =
+            e.fs.create(d.ino, name.as_bytes(), 0o644, ME)
+                .await
+                .unwrap();
+        e.fs.write(o.fh, 0, b"data").await.unwrap();
+        e.fs.release(o.fh).await.unwrap();
+    }
+    assert_eq!(e.stats.snapshot(Op::PutObject).requests, 20);
+    assert_eq!(
+        e.stats.total_requests(),
+        20,
+        "no lookup request in a directory made here"
+    );
+    // The files exist: lookups of changed names ask S3 again and find them.
+    let f = e.fs.lookup(d.ino, b"f3").await.unwrap();
+    assert_eq!(f.stat.size, 4);
+    let names: Vec<String> = {
+        let fh = e.fs.opendir(d.ino).unwrap();
+        let entries = e.fs.readdir(d.ino, fh, 0).await.unwrap();
+        e.fs.releasedir(fh);
+        entries.into_iter().map(|x| x.name).collect()
+    };
+    assert_eq!(
+        names.len(),
+        22,
+        "all 20 files listed after the creates: {names:?}"
+    );
+}
