@@ -91,6 +91,10 @@ pub struct MountArgs {
     /// Memory for prefetched read data across all open files, in MiB.
     #[arg(long, default_value = "160")]
     pub max_memory: u64,
+    /// Kernel readahead for the mount, in KiB (set when running as root; the kernel's
+    /// default for FUSE is 128, which costs a daemon round trip per 128 KiB read).
+    #[arg(long, default_value = "1024")]
+    pub read_ahead_kb: u32,
 
     /// Stay in the foreground (logs to stderr unless --log-file).
     #[arg(long, short = 'f')]

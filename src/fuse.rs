@@ -3,8 +3,10 @@
 //! core is done, so the FUSE threads never wait on S3.
 
 use std::ffi::OsStr;
+use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::Duration;
 
 use fuser::{
@@ -34,6 +36,24 @@ impl<S: ObjectStore> FuseAdapter<S> {
     fn ttl(&self) -> Duration {
         self.fs.ttl()
     }
+
+    /// Run a request's future: polled once here, on the FUSE thread, so a request the
+    /// caches can answer is replied to at once, without waking a runtime thread (that
+    /// hand-off was most of the cost of `ls -l` and of reads from prefetched data). A
+    /// future that has to wait (on S3, a lock, the memory budget) goes on as a task on
+    /// the runtime, which polls it again with a real waker: the FUSE loop never blocks.
+    fn dispatch<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        let _runtime = self.rt.enter();
+        let mut fut = Box::pin(fut);
+        let waker = futures::task::noop_waker();
+        if fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+        {
+            self.rt.spawn(fut);
+        }
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -59,6 +79,23 @@ fn file_attr(a: &Attr) -> FileAttr {
         rdev: 0,
         blksize: MAX_IO,
         flags: 0,
+    }
+}
+
+/// Attributes for an entry the kernel must look up before use (valid for zero time).
+fn placeholder(ino: u64, kind: Kind) -> Attr {
+    Attr {
+        ino,
+        stat: crate::fs::attr::Stat {
+            kind,
+            size: 0,
+            perm: 0,
+            uid: 0,
+            gid: 0,
+            atime: std::time::UNIX_EPOCH,
+            mtime: std::time::UNIX_EPOCH,
+            ctime: std::time::UNIX_EPOCH,
+        },
     }
 }
 
@@ -102,6 +139,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let _ = config.set_max_readahead(MAX_IO);
         let _ = config.set_max_write(MAX_IO);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         let _ = config.add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS);
         // open(O_TRUNC) arrives as one request, so a truncated file starts a fresh upload.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
@@ -124,7 +162,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = name.as_bytes().to_vec();
         let ttl = self.ttl();
         let span = debug_span!("lookup", ino = parent.0, name = %String::from_utf8_lossy(&name));
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.lookup(parent.0, &name).await {
                     Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
@@ -142,7 +180,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.getattr(ino.0).await {
                     Ok(a) => reply.attr(&ttl, &file_attr(&a)),
@@ -155,7 +193,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.readlink(ino.0).await {
                     Ok(t) => reply.data(t.as_bytes()),
@@ -168,7 +206,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.open(ino.0, flags.0).await {
                     Ok(o) => {
@@ -198,7 +236,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.read(fh.0, offset, size).await {
                     Ok(b) => reply.data(&b),
@@ -224,7 +262,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let data = data.to_vec();
         let len = data.len();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.write(fh.0, offset, &data).await {
                     Ok(n) => reply.written(n),
@@ -244,7 +282,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.flush(fh.0).await {
                     Ok(()) => reply.ok(),
@@ -264,7 +302,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.flush(fh.0).await {
                     Ok(()) => reply.ok(),
@@ -286,7 +324,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.release(fh.0).await {
                     Ok(()) => reply.ok(),
@@ -312,7 +350,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         }
         // Plain allocation: the file grows to cover the range, like posix_fallocate.
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 let r = match fs.getattr(ino.0).await {
                     Ok(a) if a.stat.size >= offset + length => Ok(()),
@@ -353,7 +391,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         mut reply: ReplyDirectory,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.readdir(ino.0, fh.0, offset).await {
                     Ok(entries) => {
@@ -368,6 +406,51 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
                 }
             }
             .instrument(debug_span!("readdir", ino = ino.0, offset)),
+        );
+    }
+
+    /// Entries with their attributes, so `ls -l` needs no lookup per entry when the
+    /// listing (listing mode) or cached metadata (POSIX mode) already answers.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let fs = self.fs.clone();
+        self.dispatch(
+            async move {
+                match fs.readdir(ino.0, fh.0, offset).await {
+                    Ok(entries) => {
+                        for e in entries {
+                            // The kernel takes no reference for "." and "..".
+                            let dots = e.name == "." || e.name == "..";
+                            let known = if dots { None } else { fs.entry_attr(&e) };
+                            let (attr, ttl) = known
+                                .unwrap_or_else(|| (placeholder(e.ino, e.kind), Duration::ZERO));
+                            let full = reply.add(
+                                INodeNo(e.ino),
+                                e.offset,
+                                &e.name,
+                                &ttl,
+                                &file_attr(&attr),
+                                Generation(0),
+                            );
+                            if full {
+                                if known.is_some() {
+                                    fs.forget(e.ino, 1);
+                                }
+                                break;
+                            }
+                        }
+                        reply.ok();
+                    }
+                    Err(e) => reply.error(errno("readdirplus", &e)),
+                }
+            }
+            .instrument(debug_span!("readdirplus", ino = ino.0, offset)),
         );
     }
 
@@ -393,7 +476,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.getxattr(ino.0, &name).await {
                     Ok(v) => xattr_reply(reply, &v, size),
@@ -406,7 +489,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let fs = self.fs.clone();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.listxattr(ino.0).await {
                     Ok(names) => {
@@ -437,7 +520,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let value = value.to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.setxattr(ino.0, &name, &value).await {
                     Ok(()) => reply.ok(),
@@ -461,7 +544,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.mkdir(parent.0, &name, mode & !umask, owner).await {
                     Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
@@ -490,7 +573,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 let r = match fs.create(parent.0, &name, mode & !umask, owner).await {
                     Ok((a, o)) => fs.release(o.fh).await.map(|_| a),
@@ -519,7 +602,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.create(parent.0, &name, mode & !umask, owner).await {
                     Ok((a, o)) => reply.created(
@@ -539,7 +622,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.unlink(parent.0, &name).await {
                     Ok(()) => reply.ok(),
@@ -553,7 +636,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.rmdir(parent.0, &name).await {
                     Ok(()) => reply.ok(),
@@ -577,7 +660,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let target = target.as_os_str().as_bytes().to_vec();
         let owner = owner(req);
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.symlink(parent.0, &name, &target, owner).await {
                     Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
@@ -601,7 +684,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let newname = newname.as_bytes().to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs
                     .rename(parent.0, &name, newparent.0, &newname, flags.bits())
@@ -653,7 +736,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         };
         let fs = self.fs.clone();
         let ttl = self.ttl();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.setattr(ino.0, ch).await {
                     Ok(a) => reply.attr(&ttl, &file_attr(&a)),
@@ -667,7 +750,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.rt.spawn(
+        self.dispatch(
             async move {
                 match fs.removexattr(ino.0, &name).await {
                     Ok(()) => reply.ok(),

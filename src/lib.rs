@@ -6,4 +6,5 @@ pub mod cli;
 pub mod fs;
 pub mod fuse;
 pub mod mount;
+pub mod readahead;
 pub mod store;

@@ -298,6 +298,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
     let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
+    crate::readahead::raise(&c.mountpoint, args.read_ahead_kb);
     info!(
         bucket = %c.target.bucket,
         prefix = %c.target.prefix,

@@ -605,6 +605,25 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(out)
     }
 
+    /// Attributes of a readdir entry for READDIRPLUS, known without a request, and how
+    /// long the kernel may keep them: zero when they are only the listing's guess (POSIX
+    /// mode before the object's metadata is known), so the kernel looks the name up
+    /// before using it. Counts one kernel reference, as a lookup does; `None` if the
+    /// inode is gone (the caller then gives the kernel a placeholder valid for zero time).
+    pub fn entry_attr(&self, e: &DirEntry) -> Option<(Attr, Duration)> {
+        let inode = self.inodes.get(e.ino).ok()?;
+        let mut s = inode.state.lock().unwrap();
+        s.lookups += 1;
+        let ttl = s.valid_until.saturating_duration_since(Instant::now());
+        Some((
+            Attr {
+                ino: e.ino,
+                stat: s.stat,
+            },
+            ttl,
+        ))
+    }
+
     fn start_listing(&self, h: &mut DirHandle) {
         h.entries.clear();
         h.token = None;
@@ -690,10 +709,30 @@ impl<S: ObjectStore> Filesystem<S> {
                     ),
                 ),
             };
+            // In listing mode the listing is the whole truth about an entry; in POSIX
+            // mode it is for an object whose metadata we hold and which it shows unchanged.
+            let listed_valid = if self.posix() {
+                Instant::now()
+            } else {
+                self.valid_until()
+            };
             let ino = match self.inodes.child(h.dir.ino, &l.name) {
                 Some(i)
                     if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) =>
                 {
+                    if self.posix() && self.writer(i.ino).is_none() {
+                        if let Some(m) = self.unchanged_meta(&h.dir, l) {
+                            let stat = attr::stat_from_meta(
+                                &m,
+                                i.kind,
+                                self.cfg.metadata_source,
+                                &self.cfg.defaults,
+                            );
+                            let mut st = i.state.lock().unwrap();
+                            st.stat = stat;
+                            st.valid_until = self.valid_until();
+                        }
+                    }
                     i.ino
                 }
                 _ => {
@@ -703,9 +742,11 @@ impl<S: ObjectStore> Filesystem<S> {
                             &l.name,
                             &key,
                             stat,
-                            Instant::now(),
+                            listed_valid,
                             None,
-                            None,
+                            (!self.posix())
+                                .then(|| l.summary.as_ref().map(|s| s.etag.clone()))
+                                .flatten(),
                             false,
                         )
                         .ino
