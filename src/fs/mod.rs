@@ -65,8 +65,8 @@ impl FsConfig {
             metadata_source: MetadataSource::Posix,
             read_only: false,
             prefetch: PrefetchConfig::default(),
-            statahead_concurrency: 64,
-            statahead_window: 1024,
+            statahead_concurrency: 256,
+            statahead_window: 4096,
             write: WriteConfig::new(std::env::temp_dir().join("bucketfs-staging")),
         }
     }
