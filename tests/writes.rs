@@ -809,7 +809,10 @@ fn small_create_costs_one_put() {
         .keys()
         .map(|k| op(&s, k, "requests"))
         .sum();
-    assert!(total <= 40, "{total} requests for 20 creates, over 2 each: {s}");
+    assert!(
+        total <= 40,
+        "{total} requests for 20 creates, over 2 each: {s}"
+    );
     for i in 0..20u64 {
         assert_same(
             &b.get(&format!("s{i:02}.bin")),
@@ -830,7 +833,10 @@ fn small_create_costs_one_put() {
         .keys()
         .map(|k| op(&s, k, "requests"))
         .sum();
-    assert_eq!(total, 20, "one PutObject per create in a new directory: {s}");
+    assert_eq!(
+        total, 20,
+        "one PutObject per create in a new directory: {s}"
+    );
     let mut names: Vec<String> = std::fs::read_dir(m.p("fresh"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

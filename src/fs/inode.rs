@@ -45,6 +45,9 @@ pub struct InodeState {
     /// ETag of the object as this mount last uploaded it: readers opened before the
     /// upload move on to it (read-your-writes), unlike for changes made elsewhere.
     pub local_etag: Option<String>,
+    /// Directories: changes made here to their entries, so a listing that was in flight
+    /// during one is known to be stale.
+    pub changes: u64,
 }
 
 impl InodeState {
@@ -59,6 +62,7 @@ impl InodeState {
             last_open_etag: None,
             symlink_target: None,
             local_etag: None,
+            changes: 0,
         }
     }
 }

@@ -108,6 +108,10 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+/// Directories listed in fewer entries than this (one ListObjectsV2 page) are listed
+/// again, rather than probed name by name, when their listing has gone stale.
+const RELIST_MAX: usize = 1000;
+
 /// How old a listing may be and still steer statahead.
 const STATAHEAD_HORIZON: Duration = Duration::from_secs(30);
 
@@ -145,6 +149,8 @@ pub struct Filesystem<S> {
     warn: WarnOnce,
     /// Names found missing, for the metadata TTL.
     negative: moka::sync::Cache<(u64, String), ()>,
+    /// Relistings of small directories in flight or done within the TTL, by inode.
+    relists: moka::future::Cache<u64, Option<Arc<Mutex<Snapshot>>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     writers: Mutex<HashMap<u64, SharedWriter>>,
@@ -166,6 +172,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 100_000
             })
             .build();
+        let relist_ttl = cfg.metadata_ttl.max(Duration::from_millis(1));
         Filesystem {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
             reader: Reader::new(store.clone(), cfg.prefetch),
@@ -176,6 +183,10 @@ impl<S: ObjectStore> Filesystem<S> {
             cfg,
             warn: WarnOnce::default(),
             negative,
+            relists: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(relist_ttl)
+                .build(),
             dirs: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -238,7 +249,16 @@ impl<S: ObjectStore> Filesystem<S> {
         }
 
         // A fresh listing of the parent answers without a request for the name itself.
-        let snap = dir.state.lock().unwrap().listing.clone();
+        let mut snap = dir.state.lock().unwrap().listing.clone();
+        if snap.as_deref().is_some_and(|s| self.worth_relisting(s)) {
+            // Lookups arriving together (the kernel sends them in parallel) share one.
+            let again = self
+                .relists
+                .try_get_with(dir.ino, self.relist(&dir))
+                .await
+                .map_err(|e: Arc<Error>| (*e).clone())?;
+            snap = again.or(snap);
+        }
         if let Some(snap) = snap {
             let listed = {
                 let mut s = snap.lock().unwrap();
@@ -250,6 +270,11 @@ impl<S: ObjectStore> Filesystem<S> {
                     if l.kind != Kind::Dir && s.updated.elapsed() < STATAHEAD_HORIZON {
                         s.lookups += 1;
                         self.maybe_statahead(&dir, &mut s, *idx);
+                    } else if l.kind == Kind::Dir && self.posix() {
+                        s.dir_lookups += 1;
+                        if s.dir_lookups == 2 {
+                            self.statahead_markers(&dir, &s, *idx);
+                        }
                     }
                 }
                 if self.fresh(s.updated) {
@@ -465,6 +490,75 @@ impl<S: ObjectStore> Filesystem<S> {
             ino: inode.ino,
             stat,
         }
+    }
+
+    /// Whether a lookup that finds `snap` stale should list the directory again rather
+    /// than ask about the one name: the listing was complete and one page long, so the
+    /// new listing costs the same single request as the name's probe, and answers every
+    /// lookup there (a loop of creates, `tar -x`) for another TTL.
+    fn worth_relisting(&self, snap: &Mutex<Snapshot>) -> bool {
+        let s = snap.lock().unwrap();
+        !self.cfg.metadata_ttl.is_zero()
+            && s.complete
+            && !self.fresh(s.updated)
+            && s.order.len() + s.changed.len() < RELIST_MAX
+    }
+
+    /// List a small directory again (one page) and make it the directory's listing.
+    /// `None` if it no longer fits a page, or if this mount changed the directory while
+    /// the listing was in flight (then the names in question are probed instead).
+    async fn relist(&self, dir: &Arc<Inode>) -> Result<Option<Arc<Mutex<Snapshot>>>> {
+        let before = dir.state.lock().unwrap().changes;
+        let page = self
+            .store
+            .list(&dir.key, Some("/"), None, None)
+            .await
+            .map_err(Error::from)?;
+        if page.next_token.is_some() {
+            return Ok(None);
+        }
+        let mut merger = Merger::new(&dir.key);
+        let items = merger.push_page(&page, &self.warn);
+        let mut snap = Snapshot::new();
+        snap.add(&items);
+        snap.has_marker = merger.has_marker;
+        snap.complete = true;
+        let snap = Arc::new(Mutex::new(snap));
+        let mut st = dir.state.lock().unwrap();
+        if st.changes != before {
+            return Ok(None);
+        }
+        st.listing = Some(snap.clone());
+        Ok(Some(snap))
+    }
+
+    /// The second subdirectory looked up from a listing (`find`, `du`, `cp -r`
+    /// descending): fetch the markers of the following subdirectories in parallel, so
+    /// their lookups, which need each marker's HeadObject in POSIX mode, do not wait one
+    /// round trip after another. The same requests, sent earlier.
+    fn statahead_markers(&self, dir: &Arc<Inode>, s: &Snapshot, idx: usize) {
+        let to = (idx + 1 + self.cfg.statahead_window).min(s.order.len());
+        let keys: Vec<String> = s.order[(idx + 1).min(to)..to]
+            .iter()
+            .filter(|l| l.kind == Kind::Dir)
+            .map(|l| format!("{}{}/", dir.key, l.name))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        debug!(dir = %dir.key, n = keys.len(), "marker statahead");
+        let meta = self.meta.clone();
+        let conc = self.cfg.statahead_concurrency.max(1);
+        tokio::spawn(async move {
+            futures::stream::iter(keys)
+                .for_each_concurrent(conc, |k| {
+                    let meta = meta.clone();
+                    async move {
+                        let _ = meta.head(&k).await;
+                    }
+                })
+                .await;
+        });
     }
 
     /// After a readdir, a second file lookup in the listing means a `ls -l`-like walk:

@@ -26,7 +26,11 @@ const RENAME_CONCURRENCY: usize = 32;
 impl<S: ObjectStore> Filesystem<S> {
     /// A change in `dir` under `name`: its cached listing and negative entry are stale.
     pub(crate) fn dir_changed(&self, dir: &Inode, name: &str) {
-        let listing = dir.state.lock().unwrap().listing.clone();
+        let listing = {
+            let mut s = dir.state.lock().unwrap();
+            s.changes += 1;
+            s.listing.clone()
+        };
         if let Some(snap) = listing {
             snap.lock().unwrap().changed.insert(name.to_string());
         }

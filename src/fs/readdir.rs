@@ -153,6 +153,8 @@ pub struct Snapshot {
     pub statahead_upto: usize,
     /// Lookups served from this snapshot (statahead starts on the second).
     pub lookups: usize,
+    /// Directory lookups served from it (marker statahead starts on the second).
+    pub dir_lookups: usize,
     /// Names this mount has changed since the listing: lookups of these ask S3 (or the
     /// inode table), and readdir lists the directory again instead of reusing this.
     pub changed: HashSet<String>,
@@ -168,6 +170,7 @@ impl Snapshot {
             order: Vec::new(),
             statahead_upto: 0,
             lookups: 0,
+            dir_lookups: 0,
             changed: HashSet::new(),
         }
     }

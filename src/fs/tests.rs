@@ -439,3 +439,30 @@ async fn relisting_unchanged_objects_sends_no_head() {
         "only the changed object is asked for again"
     );
 }
+
+#[tokio::test]
+async fn descending_fetches_each_marker_once() {
+    let mem = MemoryStore::new();
+    for i in 0..20 {
+        mem.put(&format!("d{i:02}/"), "");
+        mem.put(&format!("d{i:02}/f"), "x");
+    }
+    let (fs, stats) = setup(mem, |_| {});
+    list_names(&fs, ROOT_INO).await;
+    // Two directory lookups start the marker statahead for the rest.
+    fs.lookup(ROOT_INO, b"d00").await.unwrap();
+    fs.lookup(ROOT_INO, b"d01").await.unwrap();
+    for i in 2..20 {
+        let d = fs
+            .lookup(ROOT_INO, format!("d{i:02}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(d.stat.kind, Kind::Dir);
+    }
+    assert_eq!(
+        stats.snapshot(Op::HeadObject).requests,
+        20,
+        "each marker fetched once, by statahead or lookup"
+    );
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+}

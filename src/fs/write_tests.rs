@@ -564,3 +564,46 @@ async fn creates_in_a_new_directory_cost_one_put_each() {
         "all 20 files listed after the creates: {names:?}"
     );
 }
+
+#[tokio::test]
+async fn stale_small_directory_is_listed_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let stats = store.stats();
+    let mut cfg = FsConfig::new("", defaults());
+    cfg.write.staging_dir = dir.path().join("staging");
+    let ttl = Duration::from_millis(100);
+    cfg.metadata_ttl = ttl;
+    let fs = Filesystem::new(store.clone(), cfg, Some(stats.clone()));
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
+    for i in 0..5 {
+        let (_, o) = fs
+            .create(d.ino, format!("f{i}").as_bytes(), 0o644, ME)
+            .await
+            .unwrap();
+        fs.write(o.fh, 0, b"x").await.unwrap();
+        fs.release(o.fh).await.unwrap();
+    }
+    // Another client adds a file; wait past the TTL by polling the clock.
+    store.inner().put("d/other", "y");
+    let start = Instant::now();
+    while start.elapsed() < ttl + Duration::from_millis(10) {
+        tokio::task::yield_now().await;
+    }
+    stats.reset();
+    let names: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
+    let misses = names.iter().map(|n| fs.lookup(d.ino, n.as_bytes()));
+    for r in futures::future::join_all(misses).await {
+        assert_eq!(r.unwrap_err().errno, libc::ENOENT);
+    }
+    assert_eq!(
+        stats.snapshot(Op::ListObjectsV2).requests,
+        1,
+        "one listing for all"
+    );
+    assert_eq!(stats.total_requests(), 1);
+    // The new listing knows both this mount's files and the other client's.
+    assert_eq!(fs.lookup(d.ino, b"other").await.unwrap().stat.size, 1);
+    assert_eq!(fs.lookup(d.ino, b"f3").await.unwrap().stat.size, 1);
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+}
