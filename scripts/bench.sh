@@ -14,6 +14,9 @@
 #   --quick          small sizes (256 MiB objects, 2,000-object listings): a smoke run
 #   --keep           leave the server and its data in place after the run
 #
+# Tools: bucketfs (defaults), bucketfs-listing (--metadata-source listing) and
+# bucketfs-noxattr (listing mode and --no-xattr) for the metadata workloads, s3fs and
+# rclone (--vfs-cache-mode off) with their defaults, and the raw SDK client.
 # Workloads: read (sequential, cold: caches dropped, fresh mount), write (until close
 # returns, then until the S3 API sees the object), randread (fio, 4 KiB, iodepth 1,
 # 4 jobs), ls (ls -l of one directory, first and second run in one mount), find (a nested
@@ -157,6 +160,10 @@ mount_tool() { # TOOL [extra bucketfs args...]
         bucketfs-listing)
             "$BIN" mount "$BUCKET" "$MNT" --endpoint-url "$EP" --foreground \
                 --metadata-source listing 2>>"$WORK/bucketfs.log" &
+            ;;
+        bucketfs-noxattr) # listing mode without xattrs: no request counts (no stats xattr)
+            "$BIN" mount "$BUCKET" "$MNT" --endpoint-url "$EP" --foreground \
+                --metadata-source listing --no-xattr 2>>"$WORK/bucketfs.log" &
             ;;
         s3fs)
             printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs.passwd"
@@ -311,7 +318,7 @@ PY
     t2="$(now)"
     local sv; sv="$(calc "$t2 - $t0")"
     record create "$1" "$2" "$(calc "$CREATE_COUNT / $sv")" files/s "$sv" "$STATS0" \
-        "{\"close_s\": $(calc "$t1 - $t0")}"
+        "{\"close_s\": $(calc "$t1 - $t0"), \"files\": $CREATE_COUNT}"
     unmount_tool
     direct delete-prefix --prefix "$dir/" >/dev/null
 }
@@ -359,7 +366,10 @@ for w in ${WORKLOADS//,/ }; do
             read|write|randread|ls|create) TOOL_PID=""; "r_$w" "$run" ;;
         esac
         tools=("${active_tools[@]}")
-        case "$w" in ls|find) has "$TOOLS" bucketfs && tools+=(bucketfs-listing) ;; esac
+        case "$w" in
+            ls) has "$TOOLS" bucketfs && tools+=(bucketfs-listing bucketfs-noxattr) ;;
+            find) has "$TOOLS" bucketfs && tools+=(bucketfs-listing) ;;
+        esac
         for tool in "${tools[@]}"; do
             "w_$w" "$tool" "$run" || log "$w $tool run $run failed"
             mountpoint -q "$MNT" && unmount_tool

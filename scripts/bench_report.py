@@ -32,7 +32,7 @@ PEERS = ["s3fs", "rclone"]
 NOT_COMPARABLE = {
     ("randread", "s3fs"): "s3fs copies the whole object to local disk, then reads the copy",
 }
-TOOLS = ["bucketfs", "bucketfs-listing", "raw"] + PEERS
+TOOLS = ["bucketfs", "bucketfs-listing", "bucketfs-noxattr", "raw"] + PEERS
 HIGHER_BETTER = {"MB/s", "IOPS", "files/s"}
 
 
@@ -48,6 +48,50 @@ def fmt(v, unit):
     if unit == "s":
         return f"{v:.2f}"
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def targets(summary, latency_ms):
+    """The issue's targets, each with the figure that decides it."""
+    def get(w, t, k="median"):
+        return summary.get(w, {}).get(t, {}).get(k)
+
+    rows = []
+
+    def check(name, value, goal, ok):
+        if value is None:
+            rows.append(f"| {name} | not measured | {goal} | - |")
+        else:
+            rows.append(f"| {name} | {value} | {goal} | {'met' if ok else 'NOT met'} |")
+
+    v = get("read", "bucketfs", "vs_raw")
+    check("sequential read / raw client", v and f"{v:.2f}x", ">= 0.9x", v and v >= 0.9)
+    v = get("read", "bucketfs", "vs_best_peer")
+    check("sequential read / best peer", v and f"{v:.2f}x", ">= 1.3x", v and v >= 1.3)
+    v = get("write", "bucketfs", "vs_best_peer")
+    check("write until visible / best peer", v and f"{v:.2f}x", ">= 1.2x", v and v >= 1.2)
+    v = get("randread", "bucketfs", "vs_raw")
+    check("random 4 KiB IOPS / raw client", v and f"{v:.2f}x", ">= 1.0x", v and v >= 1.0)
+    v = get("randread", "bucketfs", "fetched_per_byte_read")
+    check("bytes fetched per byte read", v and f"{v:.1f}", "<= 64", v is not None and v <= 64)
+    for variant, label in (("bucketfs-listing", "listing mode"),
+                           ("bucketfs-noxattr", "listing mode, --no-xattr")):
+        lst, raw = get("ls-cold", variant), get("ls-cold", "raw")
+        v = lst / raw if lst and raw else None
+        check(f"`ls -l` cold, {label} / bare listing", v and f"{v:.2f}x time", "<= 1.1x",
+              v and v <= 1.1)
+    v = get("ls-cold", "bucketfs")
+    if latency_ms >= 10:
+        check(f"`ls -l` cold, POSIX metadata, {latency_ms} ms latency", v and f"{v:.2f} s", "< 2 s", v and v < 2)
+    v = get("create", "bucketfs", "vs_best_peer")
+    check("small files until visible / best peer", v and f"{v:.2f}x", ">= 1.5x", v and v >= 1.5)
+    req = get("create", "bucketfs", "requests")
+    n = get("create", "bucketfs", "files")
+    if req and n:
+        per = sum(r["requests"] for r in req.values()) / n
+        check("requests per create (incl. mkdir)", f"{per:.2f}", "<= 2", per <= 2)
+    v = get("read", "bucketfs", "peak_rss_mib")
+    check("peak RSS during the read", v and f"{v:.0f} MiB", "<= 256 MiB", v and v <= 256)
+    return ["Targets (from the issue):", "", "| target | measured | goal | |", "|---|---|---|---|"] + rows
 
 
 def main():
@@ -77,7 +121,7 @@ def main():
             "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
             "cpu_s": statistics.median(r["cpu_s"] for r in rs),
             "requests": med_run["requests"],
-            **{k: med_run[k] for k in ("close_s", "bytes_read") if k in med_run},
+            **{k: med_run[k] for k in ("close_s", "bytes_read", "files") if k in med_run},
         }
 
     for w, tools in summary.items():
@@ -102,9 +146,10 @@ def main():
                 v["bytes"] for op, v in ours["requests"].items() if op == "GetObject"
             )
             ours["fetched_per_byte_read"] = fetched / max(ours["bytes_read"], 1)
-        lst = tools.get("bucketfs-listing")
-        if lst and "raw" in tools:
-            lst["vs_raw"] = better_ratio(lst["median"], tools["raw"]["median"], unit)
+        for variant in ("bucketfs-listing", "bucketfs-noxattr"):
+            lst = tools.get(variant)
+            if lst and "raw" in tools:
+                lst["vs_raw"] = better_ratio(lst["median"], tools["raw"]["median"], unit)
 
     def sh(cmd):
         try:
@@ -161,6 +206,8 @@ def main():
     for (w, t), why in NOT_COMPARABLE.items():
         if t in summary.get(w, {}):
             out.append(f"Not in best peer for {LABEL.get(w, w)}: {t} ({why}).")
+    out.append("")
+    out.extend(targets(summary, a.latency_ms))
     out.append("")
     out.append("Daemon peak RSS (MiB) and CPU seconds, median run:")
     out.append("")

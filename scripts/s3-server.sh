@@ -84,7 +84,11 @@ PY
 stop() {
     local dir="$1"
     if [ -f "$dir/weed.pid" ]; then
-        kill "$(cat "$dir/weed.pid")" 2>/dev/null || true
+        local pid; pid="$(cat "$dir/weed.pid")"
+        kill "$pid" 2>/dev/null || true
+        # weed can take a while to shut down; never leave it running (bounded wait).
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
         rm -f "$dir/weed.pid"
     fi
 }

@@ -52,6 +52,10 @@ pub struct MountArgs {
     /// Mount read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// No extended attributes (S3 metadata as `user.*` xattrs): the kernel then stops
+    /// asking, which saves `ls -l` two round trips per entry (its ACL and SELinux probes).
+    #[arg(long)]
+    pub no_xattr: bool,
     /// Owner of files without x-amz-meta-uid. Default: the mounting user.
     #[arg(long)]
     pub uid: Option<u32>,

@@ -26,11 +26,23 @@ const MAX_IO: u32 = 1024 * 1024;
 pub struct FuseAdapter<S> {
     fs: Arc<Filesystem<S>>,
     rt: tokio::runtime::Handle,
+    xattrs: bool,
 }
 
 impl<S: ObjectStore> FuseAdapter<S> {
     pub fn new(fs: Arc<Filesystem<S>>, rt: tokio::runtime::Handle) -> Self {
-        FuseAdapter { fs, rt }
+        FuseAdapter {
+            fs,
+            rt,
+            xattrs: true,
+        }
+    }
+
+    /// Without xattrs every xattr call answers ENOSYS, which the kernel remembers for
+    /// the mount: `ls -l` then costs no round trip for its SELinux and ACL probes.
+    pub fn with_xattrs(mut self, on: bool) -> Self {
+        self.xattrs = on;
+        self
     }
 
     fn ttl(&self) -> Duration {
@@ -474,6 +486,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         self.dispatch(
@@ -488,6 +503,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         let fs = self.fs.clone();
         self.dispatch(
             async move {
@@ -517,6 +535,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let value = value.to_vec();
@@ -748,6 +769,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.xattrs {
+            return reply.error(Errno::ENOSYS);
+        }
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         self.dispatch(

@@ -295,7 +295,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     config.n_threads = Some(4);
     config.clone_fd = true;
 
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone()).with_xattrs(!args.no_xattr);
     let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
     crate::readahead::raise(&c.mountpoint, args.read_ahead_kb);

@@ -438,3 +438,38 @@ fn sigterm_unmounts_and_logs_request_counts() {
     assert!(text.contains("S3 requests: ListObjectsV2="), "{text}");
     assert!(text.contains("GetObject=1"), "{text}");
 }
+
+#[test]
+fn no_xattr_mount_refuses_xattrs_and_still_lists() {
+    let b = Bucket::new("noxattr");
+    b.put_meta("a.txt", "hello", &[("color", "blue")]);
+    b.put("d/b.txt", "x");
+    let m = Mount::new(&b.name, &["--no-xattr", "--metadata-source", "listing"]);
+    let err = xattr_get(&m.p("a.txt"), "user.color").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP), "{err}");
+    // The kernel remembers: a second ask fails the same way.
+    let err = xattr_get(&m.p("a.txt"), "user.color").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP), "{err}");
+    let listing = sh(m.path(), "ls -l");
+    assert!(
+        listing.contains("a.txt") && listing.contains(" d"),
+        "{listing}"
+    );
+    assert_eq!(std::fs::read(m.p("a.txt")).unwrap(), b"hello");
+    assert_eq!(std::fs::metadata(m.p("a.txt")).unwrap().len(), 5);
+}
+
+/// getxattr(2) of `name` on `path`.
+fn xattr_get(path: &std::path::Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: both strings are NUL-terminated and buf is valid for its length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
