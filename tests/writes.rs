@@ -23,6 +23,15 @@ fn op(s: &serde_json::Value, name: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("stats have no {name}.{field}: {s}"))
 }
 
+/// Requests of every kind in a stats snapshot.
+fn all_requests(s: &serde_json::Value) -> u64 {
+    s.as_object()
+        .expect("stats are a JSON object")
+        .keys()
+        .map(|k| op(s, k, "requests"))
+        .sum()
+}
+
 /// Equal byte strings, reported by length and first difference rather than dumped.
 fn assert_same(actual: &[u8], expected: &[u8], what: &str) {
     if actual == expected {
@@ -803,12 +812,7 @@ fn small_create_costs_one_put() {
     assert_eq!(op(&s, "PutObject", "requests"), 20, "one PUT per file: {s}");
     assert_eq!(op(&s, "CreateMultipartUpload", "requests"), 0, "{s}");
     // The kernel's lookup of each new name costs one listing at most.
-    let total: u64 = s
-        .as_object()
-        .expect("stats are a JSON object")
-        .keys()
-        .map(|k| op(&s, k, "requests"))
-        .sum();
+    let total = all_requests(&s);
     assert!(
         total <= 40,
         "{total} requests for 20 creates, over 2 each: {s}"
@@ -827,12 +831,7 @@ fn small_create_costs_one_put() {
         std::fs::write(m.p(&format!("fresh/f{i:02}")), pattern(100, i)).unwrap();
     }
     let s = m.stats();
-    let total: u64 = s
-        .as_object()
-        .expect("stats are a JSON object")
-        .keys()
-        .map(|k| op(&s, k, "requests"))
-        .sum();
+    let total = all_requests(&s);
     assert_eq!(
         total, 20,
         "one PutObject per create in a new directory: {s}"

@@ -313,6 +313,25 @@ async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Res<Vec<String>> {
     }
 }
 
+/// Call `check` every `every` until it finds nothing missing (`None`), for at most
+/// `timeout` seconds; the seconds waited, or what was still missing.
+async fn wait_until<F, Fut>(timeout: u64, every: Duration, mut check: F) -> Res<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Res<Option<String>>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await? {
+            None => return Ok(start.elapsed().as_secs_f64()),
+            Some(missing) if start.elapsed() > Duration::from_secs(timeout) => {
+                return Err(format!("{missing} after {timeout} s"))
+            }
+            Some(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 async fn run(cmd: Cmd) -> Res<()> {
     match cmd {
         Cmd::MakeBucket(t) => {
@@ -526,19 +545,12 @@ async fn run(cmd: Cmd) -> Res<()> {
             timeout,
         } => {
             let c = client(&t).await;
-            let start = Instant::now();
-            loop {
-                if object_size(&c, &t.bucket, &key).await.ok() == Some(size) {
-                    break;
-                }
-                if start.elapsed() > Duration::from_secs(timeout) {
-                    return Err(format!(
-                        "{key} not visible with {size} bytes in {timeout} s"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            print(serde_json::json!({"waited": start.elapsed().as_secs_f64()}));
+            let waited = wait_until(timeout, Duration::from_millis(20), || async {
+                let now = object_size(&c, &t.bucket, &key).await.ok();
+                Ok((now != Some(size)).then(|| format!("{key} not visible with {size} bytes")))
+            })
+            .await?;
+            print(serde_json::json!({ "waited": waited }));
         }
         Cmd::WaitCount {
             t,
@@ -547,20 +559,12 @@ async fn run(cmd: Cmd) -> Res<()> {
             timeout,
         } => {
             let c = client(&t).await;
-            let start = Instant::now();
-            loop {
+            let waited = wait_until(timeout, Duration::from_millis(50), || async {
                 let n = list_keys(&c, &t.bucket, &prefix).await?.len();
-                if n >= count {
-                    break;
-                }
-                if start.elapsed() > Duration::from_secs(timeout) {
-                    return Err(format!(
-                        "{prefix}: {n} of {count} objects after {timeout} s"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            print(serde_json::json!({"waited": start.elapsed().as_secs_f64()}));
+                Ok((n < count).then(|| format!("{prefix}: {n} of {count} objects")))
+            })
+            .await?;
+            print(serde_json::json!({ "waited": waited }));
         }
         Cmd::DeletePrefix { t, prefix } => {
             let c = client(&t).await;

@@ -547,6 +547,12 @@ impl<S: ObjectStore> Filesystem<S> {
             return;
         }
         debug!(dir = %dir.key, n = keys.len(), "marker statahead");
+        self.head_ahead(keys);
+    }
+
+    /// HeadObject `keys` in the background, `statahead_concurrency` at a time, into the
+    /// metadata cache (where lookups find them, or join them while in flight).
+    fn head_ahead(&self, keys: Vec<String>) {
         let meta = self.meta.clone();
         let conc = self.cfg.statahead_concurrency.max(1);
         tokio::spawn(async move {
@@ -582,18 +588,7 @@ impl<S: ObjectStore> Filesystem<S> {
             })
             .collect();
         debug!(dir = %dir.key, from, to, "statahead");
-        let meta = self.meta.clone();
-        let conc = self.cfg.statahead_concurrency.max(1);
-        tokio::spawn(async move {
-            futures::stream::iter(keys)
-                .for_each_concurrent(conc, |k| {
-                    let meta = meta.clone();
-                    async move {
-                        let _ = meta.head(&k).await;
-                    }
-                })
-                .await;
-        });
+        self.head_ahead(keys);
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
