@@ -868,3 +868,71 @@ fn mmap_writes_reach_s3_at_close() {
     reference[2 * 1024 * 1024..2 * 1024 * 1024 + 3].copy_from_slice(b"xyz");
     assert_same(&b.get("m.bin"), &reference, "mmap write");
 }
+
+/// Directory reads hand the kernel attributes (READDIRPLUS): listing a directory while a
+/// file in it is being written, or read, must not change what the kernel thinks its size
+/// is, in either metadata mode.
+#[test]
+fn listing_during_writes_and_reads_keeps_sizes_and_bytes() {
+    for mode in ["posix", "listing"] {
+        let b = Bucket::new(&format!("rdplus-{mode}"));
+        let existing = pattern(3 * 1024 * 1024 + 5, 9);
+        b.put("d/old.bin", existing.clone());
+        for i in 0..50 {
+            b.put(&format!("d/f{i:02}"), vec![b'x'; i]);
+        }
+        let m = Mount::new(&b.name, &["--metadata-source", mode]);
+        let mut w = std::fs::File::create(m.p("d/new.bin")).unwrap();
+        let first = pattern(1024 * 1024, 1);
+        w.write_all(&first).unwrap();
+        let mut r = std::fs::File::open(m.p("d/old.bin")).unwrap();
+        let mut head = vec![0u8; 1024 * 1024];
+        r.read_exact(&mut head).unwrap();
+        // ls -l in the middle of both.
+        let listing = sh(m.path(), "ls -l d");
+        assert!(
+            listing.contains("new.bin") && listing.contains("f49"),
+            "{listing}"
+        );
+        assert_eq!(
+            std::fs::metadata(m.p("d/new.bin")).unwrap().len(),
+            first.len() as u64,
+            "{mode}: size of the file being written"
+        );
+        assert_eq!(
+            std::fs::metadata(m.p("d/old.bin")).unwrap().len(),
+            existing.len() as u64,
+            "{mode}: size of the file being read"
+        );
+        let second = pattern(512 * 1024, 2);
+        w.write_all(&second).unwrap();
+        drop(w);
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        head.extend_from_slice(&rest);
+        assert_same(
+            &head,
+            &existing,
+            &format!("{mode}: old.bin read across ls -l"),
+        );
+        let mut whole = first.clone();
+        whole.extend_from_slice(&second);
+        assert_same(
+            &b.get("d/new.bin"),
+            &whole,
+            &format!("{mode}: new.bin in S3"),
+        );
+        sh(m.path(), "ls -l d > /dev/null");
+        assert_same(
+            &std::fs::read(m.p("d/new.bin")).unwrap(),
+            &whole,
+            &format!("{mode}: new.bin through the mount"),
+        );
+        for i in [0usize, 7, 49] {
+            assert_eq!(
+                std::fs::metadata(m.p(&format!("d/f{i:02}"))).unwrap().len(),
+                i as u64
+            );
+        }
+    }
+}

@@ -703,7 +703,12 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = self.inodes.get(e.ino).ok()?;
         let mut s = inode.state.lock().unwrap();
         s.lookups += 1;
-        let ttl = s.valid_until.saturating_duration_since(Instant::now());
+        // Never longer than a lookup's (a file open for writing holds its attributes
+        // indefinitely, but the kernel should still come back within the TTL).
+        let ttl = s
+            .valid_until
+            .saturating_duration_since(Instant::now())
+            .min(self.cfg.metadata_ttl);
         Some((
             Attr {
                 ino: e.ino,
