@@ -278,6 +278,35 @@ async fn multipart(
     Ok(())
 }
 
+/// Run the futures `n` at a time; the first error stops the rest.
+async fn run_all<St, F, T>(futs: St, n: usize) -> Res<()>
+where
+    St: futures::Stream<Item = F>,
+    F: std::future::Future<Output = Res<T>>,
+{
+    futs.buffer_unordered(n)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
+/// One ranged GET of bytes `off..=end`, its body drained; the bytes received.
+async fn get_range(c: &Client, bucket: &str, key: &str, off: u64, end: u64) -> Res<u64> {
+    let r = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={off}-{end}"))
+        .send()
+        .await
+        .map_err(err("GetObject"))?;
+    let mut body = r.body;
+    let mut n = 0;
+    while let Some(chunk) = body.try_next().await.map_err(err("body"))? {
+        n += chunk.len() as u64;
+    }
+    Ok(n)
+}
+
 async fn object_size(c: &Client, bucket: &str, key: &str) -> Res<u64> {
     let h = c
         .head_object()
@@ -363,8 +392,8 @@ async fn run(cmd: Cmd) -> Res<()> {
         } => {
             let c = client(&t).await;
             let start = Instant::now();
-            stream::iter(0..count)
-                .map(|i| {
+            run_all(
+                stream::iter(0..count).map(|i| {
                     let c = c.clone();
                     let mut key = prefix.clone();
                     let mut rest = i;
@@ -383,10 +412,10 @@ async fn run(cmd: Cmd) -> Res<()> {
                             .await
                             .map_err(|e| format!("PutObject {key}: {e}"))
                     }
-                })
-                .buffer_unordered(64)
-                .try_for_each(|_| async { Ok(()) })
-                .await?;
+                }),
+                64,
+            )
+            .await?;
             print(
                 serde_json::json!({"prefix": prefix, "count": count, "seconds": start.elapsed().as_secs_f64()}),
             );
@@ -401,29 +430,19 @@ async fn run(cmd: Cmd) -> Res<()> {
             let start = Instant::now();
             let size = object_size(&c, &t.bucket, &key).await?;
             let total = AtomicU64::new(0);
-            stream::iter((0..size).step_by(part as usize))
-                .map(|off| {
+            run_all(
+                stream::iter((0..size).step_by(part as usize)).map(|off| {
                     let (c, bucket, key, total) = (c.clone(), &t.bucket, &key, &total);
                     async move {
                         let end = (off + part).min(size) - 1;
-                        let r = c
-                            .get_object()
-                            .bucket(bucket)
-                            .key(key)
-                            .range(format!("bytes={off}-{end}"))
-                            .send()
-                            .await
-                            .map_err(err("GetObject"))?;
-                        let mut body = r.body;
-                        while let Some(chunk) = body.try_next().await.map_err(err("body"))? {
-                            total.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        }
+                        let n = get_range(&c, bucket, key, off, end).await?;
+                        total.fetch_add(n, Ordering::Relaxed);
                         Ok::<_, String>(())
                     }
-                })
-                .buffer_unordered(concurrency)
-                .try_for_each(|_| async { Ok(()) })
-                .await?;
+                }),
+                concurrency,
+            )
+            .await?;
             let secs = start.elapsed().as_secs_f64();
             let bytes = total.load(Ordering::Relaxed);
             if bytes != size {
@@ -461,8 +480,8 @@ async fn run(cmd: Cmd) -> Res<()> {
             let ops = AtomicU64::new(0);
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let start = Instant::now();
-            stream::iter(0..jobs)
-                .map(|j| {
+            run_all(
+                stream::iter(0..jobs).map(|j| {
                     let (c, bucket, key, ops) = (c.clone(), &t.bucket, &key, &ops);
                     async move {
                         let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ (j as u64 + 1);
@@ -471,23 +490,15 @@ async fn run(cmd: Cmd) -> Res<()> {
                             x ^= x >> 7;
                             x ^= x << 17;
                             let off = (x % blocks) * bs;
-                            let r = c
-                                .get_object()
-                                .bucket(bucket)
-                                .key(key)
-                                .range(format!("bytes={off}-{}", off + bs - 1))
-                                .send()
-                                .await
-                                .map_err(err("GetObject"))?;
-                            r.body.collect().await.map_err(err("body"))?;
+                            get_range(&c, bucket, key, off, off + bs - 1).await?;
                             ops.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok::<_, String>(())
                     }
-                })
-                .buffer_unordered(jobs)
-                .try_for_each(|_| async { Ok(()) })
-                .await?;
+                }),
+                jobs,
+            )
+            .await?;
             let secs = start.elapsed().as_secs_f64();
             let n = ops.load(Ordering::Relaxed);
             print(serde_json::json!({"ops": n, "seconds": secs, "iops": n as f64 / secs}));
