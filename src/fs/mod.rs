@@ -520,9 +520,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let mut merger = Merger::new(&dir.key);
         let items = merger.push_page(&page, &self.warn);
         let mut snap = Snapshot::new();
-        snap.add(&items);
-        snap.has_marker = merger.has_marker;
-        snap.complete = true;
+        snap.record_page(&items, merger.has_marker, true);
         let snap = Arc::new(Mutex::new(snap));
         let mut st = dir.state.lock().unwrap();
         if st.changes != before {
@@ -541,7 +539,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let keys: Vec<String> = s.order[(idx + 1).min(to)..to]
             .iter()
             .filter(|l| l.kind == Kind::Dir)
-            .map(|l| format!("{}{}/", dir.key, l.name))
+            .map(|l| l.key_in(&dir.key))
             .collect();
         if keys.is_empty() {
             return;
@@ -582,10 +580,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let keys: Vec<String> = s.order[from..to]
             .iter()
             .filter(|l| l.kind == Kind::Dir || self.unchanged_meta(dir, l).is_none())
-            .map(|l| match l.kind {
-                Kind::Dir => format!("{}{}/", dir.key, l.name),
-                _ => format!("{}{}", dir.key, l.name),
-            })
+            .map(|l| l.key_in(&dir.key))
             .collect();
         debug!(dir = %dir.key, from, to, "statahead");
         self.head_ahead(keys);
@@ -749,14 +744,11 @@ impl<S: ObjectStore> Filesystem<S> {
             .map_err(Error::from)?;
         let merger = h.merger.as_mut().expect("listing started");
         let items = merger.push_page(&page, &self.warn);
-        {
-            let mut s = h.snapshot.lock().unwrap();
-            s.add(&items);
-            s.has_marker |= merger.has_marker;
-            if page.next_token.is_none() {
-                s.complete = true;
-            }
-        }
+        h.snapshot.lock().unwrap().record_page(
+            &items,
+            merger.has_marker,
+            page.next_token.is_none(),
+        );
         self.append_entries(h, &items);
         h.token = page.next_token;
         h.done = h.token.is_none();
@@ -789,27 +781,14 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     fn append_entries(&self, h: &mut DirHandle, items: &[Listed]) {
+        // In listing mode the listing is the whole truth about an entry; in POSIX mode
+        // it is only for an object whose metadata we hold and which it shows unchanged.
+        let listed_valid = if self.posix() {
+            Instant::now()
+        } else {
+            self.valid_until()
+        };
         for l in items {
-            let (key, stat) = match l.kind {
-                Kind::Dir => (
-                    format!("{}{}/", h.dir.key, l.name),
-                    attr::dir_stat(&self.cfg.defaults, self.mounted_at),
-                ),
-                _ => (
-                    format!("{}{}", h.dir.key, l.name),
-                    attr::stat_from_summary(
-                        l.summary.as_ref().expect("summary"),
-                        &self.cfg.defaults,
-                    ),
-                ),
-            };
-            // In listing mode the listing is the whole truth about an entry; in POSIX
-            // mode it is for an object whose metadata we hold and which it shows unchanged.
-            let listed_valid = if self.posix() {
-                Instant::now()
-            } else {
-                self.valid_until()
-            };
             let ino = match self.inodes.child(h.dir.ino, &l.name) {
                 Some(i)
                     if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) =>
@@ -830,17 +809,23 @@ impl<S: ObjectStore> Filesystem<S> {
                     i.ino
                 }
                 _ => {
+                    let stat = match l.kind {
+                        Kind::Dir => attr::dir_stat(&self.cfg.defaults, self.mounted_at),
+                        _ => attr::stat_from_summary(
+                            l.summary.as_ref().expect("listed file has a summary"),
+                            &self.cfg.defaults,
+                        ),
+                    };
+                    let listed_etag = l.summary.as_ref().filter(|_| !self.posix());
                     self.inodes
                         .upsert(
                             h.dir.ino,
                             &l.name,
-                            &key,
+                            &l.key_in(&h.dir.key),
                             stat,
                             listed_valid,
                             None,
-                            (!self.posix())
-                                .then(|| l.summary.as_ref().map(|s| s.etag.clone()))
-                                .flatten(),
+                            listed_etag.map(|s| s.etag.clone()),
                             false,
                         )
                         .ino

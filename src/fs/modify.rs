@@ -570,18 +570,22 @@ impl<S: ObjectStore> Filesystem<S> {
         released
     }
 
-    /// Finish every pending upload (unmount, SIGTERM). Failures are logged with the key
-    /// and where the data was kept.
-    pub async fn drain(&self) -> usize {
-        let all: Vec<(u64, SharedWriter)> = self
-            .writers
+    /// Every file open for writing, taken out of the map so its lock is not held while
+    /// each writer is awaited.
+    pub(crate) fn open_writers(&self) -> Vec<(u64, SharedWriter)> {
+        self.writers
             .lock()
             .unwrap()
             .iter()
             .map(|(k, v)| (*k, v.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Finish every pending upload (unmount, SIGTERM). Failures are logged with the key
+    /// and where the data was kept.
+    pub async fn drain(&self) -> usize {
         let mut failed = 0;
-        for (ino, w) in all {
+        for (ino, w) in self.open_writers() {
             let mut g = w.lock().await;
             if !g.is_dirty() {
                 continue;

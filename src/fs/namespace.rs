@@ -37,6 +37,15 @@ impl<S: ObjectStore> Filesystem<S> {
         self.negative.invalidate(&(dir.ino, name.to_string()));
     }
 
+    /// `name` (object or marker `key`) is gone from `dir`: forget what this mount knew
+    /// of it and remember it missing.
+    async fn name_removed(&self, dir: &Inode, name: &str, key: &str) {
+        self.meta.invalidate(key).await;
+        self.inodes.remove_name(dir.ino, name);
+        self.dir_changed(dir, name);
+        self.negative.insert((dir.ino, name.to_string()), ());
+    }
+
     /// The inode of `name` in `parent` (the kernel looked it up before asking for a
     /// change, but the table may have dropped it).
     async fn entry(&self, parent: u64, name: &str) -> Result<Arc<Inode>> {
@@ -143,10 +152,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 .await
                 .map_err(Error::from)?;
         }
-        self.meta.invalidate(&inode.key).await;
-        self.inodes.remove_name(parent, name);
-        self.dir_changed(&dir, name);
-        self.negative.insert((dir.ino, name.to_string()), ());
+        self.name_removed(&dir, name, &inode.key).await;
         Ok(())
     }
 
@@ -199,10 +205,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .retry(|| self.store.delete(&inode.key))
             .await
             .map_err(Error::from)?;
-        self.meta.invalidate(&inode.key).await;
-        self.inodes.remove_name(parent, name);
-        self.dir_changed(&dir, name);
-        self.negative.insert((dir.ino, name.to_string()), ());
+        self.name_removed(&dir, name, &inode.key).await;
         Ok(())
     }
 
@@ -347,15 +350,8 @@ impl<S: ObjectStore> Filesystem<S> {
     /// the sources (the marker last). Files open for writing under `old` are committed
     /// first and follow their keys.
     async fn rename_dir(&self, old: &str, new: &str) -> Result<()> {
-        let open: Vec<(u64, super::modify::SharedWriter)> = self
-            .writers
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
         let mut moving = Vec::new();
-        for (ino, w) in open {
+        for (ino, w) in self.open_writers() {
             let mut g = w.lock().await;
             if g.key.starts_with(old) && !g.unlinked {
                 if g.is_dirty() {

@@ -23,6 +23,17 @@ pub struct Listed {
     pub summary: Option<ObjectSummary>,
 }
 
+impl Listed {
+    /// Its key in the directory whose prefix is `dir_key`: the object's key for a file,
+    /// the prefix (marker key) ending in `/` for a directory.
+    pub fn key_in(&self, dir_key: &str) -> String {
+        match self.kind {
+            Kind::Dir => format!("{dir_key}{}/", self.name),
+            _ => format!("{dir_key}{}", self.name),
+        }
+    }
+}
+
 /// Merges listing pages of one directory into entries, in order, exactly once each.
 #[derive(Debug)]
 pub struct Merger {
@@ -207,6 +218,13 @@ impl Snapshot {
             None if self.complete => Some(None),
             None => None,
         }
+    }
+
+    /// Take one page's entries; `last` when the listing ends with this page.
+    pub fn record_page(&mut self, items: &[Listed], has_marker: bool, last: bool) {
+        self.add(items);
+        self.has_marker |= has_marker;
+        self.complete |= last;
     }
 
     pub fn get(&self, name: &str) -> Option<(usize, &Listed)> {
