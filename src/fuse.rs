@@ -14,7 +14,7 @@ use fuser::{
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use tracing::{debug, debug_span, warn, Instrument};
+use tracing::{debug, debug_span, warn, Instrument, Span};
 
 use crate::fs::attr::Kind;
 use crate::fs::{Attr, Error, Filesystem, Owner, SetAttr};
@@ -65,6 +65,55 @@ impl<S: ObjectStore> FuseAdapter<S> {
         {
             self.rt.spawn(fut);
         }
+    }
+    /// Run a request whose answer is success or an errno (`op` names it in the log).
+    fn answer_empty<F>(&self, op: &'static str, span: Span, reply: ReplyEmpty, fut: F)
+    where
+        F: Future<Output = crate::fs::Result<()>> + Send + 'static,
+    {
+        self.dispatch(
+            async move {
+                match fut.await {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(errno(op, &e)),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Run a request that answers with a directory entry (lookup, mkdir, ...).
+    fn answer_entry<F>(&self, op: &'static str, span: Span, reply: ReplyEntry, fut: F)
+    where
+        F: Future<Output = crate::fs::Result<Attr>> + Send + 'static,
+    {
+        let ttl = self.ttl();
+        self.dispatch(
+            async move {
+                match fut.await {
+                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                    Err(e) => reply.error(errno(op, &e)),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Run a request that answers with attributes (getattr, setattr).
+    fn answer_attr<F>(&self, op: &'static str, span: Span, reply: ReplyAttr, fut: F)
+    where
+        F: Future<Output = crate::fs::Result<Attr>> + Send + 'static,
+    {
+        let ttl = self.ttl();
+        self.dispatch(
+            async move {
+                match fut.await {
+                    Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+                    Err(e) => reply.error(errno(op, &e)),
+                }
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -172,17 +221,10 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        let ttl = self.ttl();
         let span = debug_span!("lookup", ino = parent.0, name = %String::from_utf8_lossy(&name));
-        self.dispatch(
-            async move {
-                match fs.lookup(parent.0, &name).await {
-                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                    Err(e) => reply.error(errno("lookup", &e)),
-                }
-            }
-            .instrument(span),
-        );
+        self.answer_entry("lookup", span, reply, async move {
+            fs.lookup(parent.0, &name).await
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -191,15 +233,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
-        let ttl = self.ttl();
-        self.dispatch(
-            async move {
-                match fs.getattr(ino.0).await {
-                    Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                    Err(e) => reply.error(errno("getattr", &e)),
-                }
-            }
-            .instrument(debug_span!("getattr", ino = ino.0)),
+        self.answer_attr(
+            "getattr",
+            debug_span!("getattr", ino = ino.0),
+            reply,
+            async move { fs.getattr(ino.0).await },
         );
     }
 
@@ -294,14 +332,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.dispatch(
-            async move {
-                match fs.flush(fh.0).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("flush", &e)),
-                }
-            }
-            .instrument(debug_span!("flush", ino = ino.0)),
+        self.answer_empty(
+            "flush",
+            debug_span!("flush", ino = ino.0),
+            reply,
+            async move { fs.flush(fh.0).await },
         );
     }
 
@@ -314,14 +349,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.dispatch(
-            async move {
-                match fs.flush(fh.0).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("fsync", &e)),
-                }
-            }
-            .instrument(debug_span!("fsync", ino = ino.0)),
+        self.answer_empty(
+            "fsync",
+            debug_span!("fsync", ino = ino.0),
+            reply,
+            async move { fs.flush(fh.0).await },
         );
     }
 
@@ -336,14 +368,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.dispatch(
-            async move {
-                match fs.release(fh.0).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("release", &e)),
-                }
-            }
-            .instrument(debug_span!("release", ino = ino.0)),
+        self.answer_empty(
+            "release",
+            debug_span!("release", ino = ino.0),
+            reply,
+            async move { fs.release(fh.0).await },
         );
     }
 
@@ -362,9 +391,12 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         }
         // Plain allocation: the file grows to cover the range, like posix_fallocate.
         let fs = self.fs.clone();
-        self.dispatch(
+        self.answer_empty(
+            "fallocate",
+            debug_span!("fallocate", ino = ino.0),
+            reply,
             async move {
-                let r = match fs.getattr(ino.0).await {
+                match fs.getattr(ino.0).await {
                     Ok(a) if a.stat.size >= offset + length => Ok(()),
                     Ok(_) => fs
                         .setattr(
@@ -377,13 +409,8 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
                         .await
                         .map(|_| ()),
                     Err(e) => Err(e),
-                };
-                match r {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("fallocate", &e)),
                 }
-            }
-            .instrument(debug_span!("fallocate", ino = ino.0)),
+            },
         );
     }
 
@@ -541,14 +568,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let value = value.to_vec();
-        self.dispatch(
-            async move {
-                match fs.setxattr(ino.0, &name, &value).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("setxattr", &e)),
-                }
-            }
-            .instrument(debug_span!("setxattr", ino = ino.0)),
+        self.answer_empty(
+            "setxattr",
+            debug_span!("setxattr", ino = ino.0),
+            reply,
+            async move { fs.setxattr(ino.0, &name, &value).await },
         );
     }
 
@@ -564,15 +588,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
-        let ttl = self.ttl();
-        self.dispatch(
-            async move {
-                match fs.mkdir(parent.0, &name, mode & !umask, owner).await {
-                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                    Err(e) => reply.error(errno("mkdir", &e)),
-                }
-            }
-            .instrument(debug_span!("mkdir", ino = parent.0)),
+        self.answer_entry(
+            "mkdir",
+            debug_span!("mkdir", ino = parent.0),
+            reply,
+            async move { fs.mkdir(parent.0, &name, mode & !umask, owner).await },
         );
     }
 
@@ -593,19 +613,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
-        let ttl = self.ttl();
-        self.dispatch(
+        self.answer_entry(
+            "mknod",
+            debug_span!("mknod", ino = parent.0),
+            reply,
             async move {
-                let r = match fs.create(parent.0, &name, mode & !umask, owner).await {
-                    Ok((a, o)) => fs.release(o.fh).await.map(|_| a),
-                    Err(e) => Err(e),
-                };
-                match r {
-                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                    Err(e) => reply.error(errno("mknod", &e)),
-                }
-            }
-            .instrument(debug_span!("mknod", ino = parent.0)),
+                let (a, o) = fs.create(parent.0, &name, mode & !umask, owner).await?;
+                fs.release(o.fh).await.map(|_| a)
+            },
         );
     }
 
@@ -643,28 +658,22 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.dispatch(
-            async move {
-                match fs.unlink(parent.0, &name).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("unlink", &e)),
-                }
-            }
-            .instrument(debug_span!("unlink", ino = parent.0)),
+        self.answer_empty(
+            "unlink",
+            debug_span!("unlink", ino = parent.0),
+            reply,
+            async move { fs.unlink(parent.0, &name).await },
         );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.dispatch(
-            async move {
-                match fs.rmdir(parent.0, &name).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("rmdir", &e)),
-                }
-            }
-            .instrument(debug_span!("rmdir", ino = parent.0)),
+        self.answer_empty(
+            "rmdir",
+            debug_span!("rmdir", ino = parent.0),
+            reply,
+            async move { fs.rmdir(parent.0, &name).await },
         );
     }
 
@@ -680,15 +689,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = link_name.as_bytes().to_vec();
         let target = target.as_os_str().as_bytes().to_vec();
         let owner = owner(req);
-        let ttl = self.ttl();
-        self.dispatch(
-            async move {
-                match fs.symlink(parent.0, &name, &target, owner).await {
-                    Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                    Err(e) => reply.error(errno("symlink", &e)),
-                }
-            }
-            .instrument(debug_span!("symlink", ino = parent.0)),
+        self.answer_entry(
+            "symlink",
+            debug_span!("symlink", ino = parent.0),
+            reply,
+            async move { fs.symlink(parent.0, &name, &target, owner).await },
         );
     }
 
@@ -705,17 +710,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
         let newname = newname.as_bytes().to_vec();
-        self.dispatch(
+        self.answer_empty(
+            "rename",
+            debug_span!("rename", ino = parent.0),
+            reply,
             async move {
-                match fs
-                    .rename(parent.0, &name, newparent.0, &newname, flags.bits())
+                fs.rename(parent.0, &name, newparent.0, &newname, flags.bits())
                     .await
-                {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("rename", &e)),
-                }
-            }
-            .instrument(debug_span!("rename", ino = parent.0)),
+            },
         );
     }
 
@@ -756,15 +758,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             mtime: mtime.map(t),
         };
         let fs = self.fs.clone();
-        let ttl = self.ttl();
-        self.dispatch(
-            async move {
-                match fs.setattr(ino.0, ch).await {
-                    Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                    Err(e) => reply.error(errno("setattr", &e)),
-                }
-            }
-            .instrument(debug_span!("setattr", ino = ino.0)),
+        self.answer_attr(
+            "setattr",
+            debug_span!("setattr", ino = ino.0),
+            reply,
+            async move { fs.setattr(ino.0, ch).await },
         );
     }
 
@@ -774,14 +772,11 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         }
         let fs = self.fs.clone();
         let name = name.as_bytes().to_vec();
-        self.dispatch(
-            async move {
-                match fs.removexattr(ino.0, &name).await {
-                    Ok(()) => reply.ok(),
-                    Err(e) => reply.error(errno("removexattr", &e)),
-                }
-            }
-            .instrument(debug_span!("removexattr", ino = ino.0)),
+        self.answer_empty(
+            "removexattr",
+            debug_span!("removexattr", ino = ino.0),
+            reply,
+            async move { fs.removexattr(ino.0, &name).await },
         );
     }
 
