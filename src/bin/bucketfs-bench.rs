@@ -108,6 +108,16 @@ enum Cmd {
         #[arg(long)]
         prefix: String,
     },
+    /// Raw ceiling for `ls -l` with POSIX metadata: list PREFIX, then HeadObject every
+    /// object, CONCURRENCY at a time (what statahead does).
+    HeadAll {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value = "256")]
+        concurrency: usize,
+    },
     /// Raw ceiling: COUNT PutObject of SIZE bytes, one after another (like a shell loop).
     Create {
         #[command(flatten)]
@@ -525,6 +535,25 @@ async fn run(cmd: Cmd) -> Res<()> {
                 }
             }
             print(serde_json::json!({"entries": n, "seconds": start.elapsed().as_secs_f64()}));
+        }
+        Cmd::HeadAll {
+            t,
+            prefix,
+            concurrency,
+        } => {
+            let c = client(&t).await;
+            let start = Instant::now();
+            let keys = list_keys(&c, &t.bucket, &prefix).await?;
+            let listed = start.elapsed().as_secs_f64();
+            run_all(
+                stream::iter(keys.iter()).map(|k| object_size(&c, &t.bucket, k)),
+                concurrency,
+            )
+            .await?;
+            print(
+                serde_json::json!({"objects": keys.len(), "list_seconds": listed,
+                "seconds": start.elapsed().as_secs_f64()}),
+            );
         }
         Cmd::Create {
             t,

@@ -129,6 +129,21 @@ struct DirHandle {
     token: Option<String>,
     done: bool,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// The next listing page, requested while the kernel consumes the current one.
+    ahead: Option<PageAhead>,
+}
+
+/// A listing page fetched in the background for the continuation token `token`;
+/// dropping it (rewind, releasedir) cancels the request.
+struct PageAhead {
+    token: String,
+    task: tokio::task::JoinHandle<crate::store::StoreResult<crate::store::ListPage>>,
+}
+
+impl Drop for PageAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// One open file handle. Reads go through the file's writer while it is open for
@@ -635,6 +650,7 @@ impl<S: ObjectStore> Filesystem<S> {
             token: None,
             done: false,
             snapshot: Arc::new(Mutex::new(Snapshot::new())),
+            ahead: None,
         };
         self.dirs
             .lock()
@@ -716,6 +732,7 @@ impl<S: ObjectStore> Filesystem<S> {
     fn start_listing(&self, h: &mut DirHandle) {
         h.entries.clear();
         h.token = None;
+        h.ahead = None;
         h.done = false;
         h.merger = Some(Merger::new(&h.dir.key));
         // A complete, fresh listing of this directory is reused as it is.
@@ -737,11 +754,14 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     async fn next_page(&self, h: &mut DirHandle) -> Result<()> {
-        let page = self
-            .store
-            .list(&h.dir.key, Some("/"), h.token.take(), None)
-            .await
-            .map_err(Error::from)?;
+        let token = h.token.take();
+        let page = match h.ahead.take() {
+            Some(mut a) if token.as_deref() == Some(a.token.as_str()) => (&mut a.task)
+                .await
+                .map_err(|e| Error::new(libc::EIO, format!("listing {}: {e}", h.dir.key)))?,
+            _ => self.store.list(&h.dir.key, Some("/"), token, None).await,
+        }
+        .map_err(Error::from)?;
         let merger = h.merger.as_mut().expect("listing started");
         let items = merger.push_page(&page, &self.warn);
         h.snapshot.lock().unwrap().record_page(
@@ -752,6 +772,17 @@ impl<S: ObjectStore> Filesystem<S> {
         self.append_entries(h, &items);
         h.token = page.next_token;
         h.done = h.token.is_none();
+        // A directory of more than one page is usually read to its end (ls, find, rsync):
+        // ask for the next page now, so S3's latency overlaps the kernel's work on this one.
+        if let Some(t) = &h.token {
+            let (store, key, token) = (self.store.clone(), h.dir.key.clone(), t.clone());
+            h.ahead = Some(PageAhead {
+                token: t.clone(),
+                task: tokio::spawn(
+                    async move { store.list(&key, Some("/"), Some(token), None).await },
+                ),
+            });
+        }
         if h.done {
             self.append_pending(h);
         }

@@ -122,6 +122,50 @@ async fn readdir_pages_offsets_and_rewind() {
 }
 
 #[tokio::test]
+async fn readdir_asks_for_the_next_page_ahead_and_only_one() {
+    let mem = MemoryStore::with_page_size(100);
+    for i in 0..350 {
+        mem.put(&format!("big/f{i:05}"), "x");
+    }
+    let (fs, stats) = setup(mem, |_| {});
+    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    stats.reset();
+    let fh = fs.opendir(big.ino).unwrap();
+    let first = fs.readdir(big.ino, fh, 0).await.unwrap();
+    // ".", "..", and the page's names but its last (a prefix of that name may follow).
+    assert_eq!(first.len(), 101);
+    // The second page is requested in the background before the kernel asks for it
+    // (this test's runtime is single-threaded: yielding lets that task run)...
+    for _ in 0..100 {
+        if stats.snapshot(Op::ListObjectsV2).requests == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 2);
+    // ...and never more than one page ahead.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 2);
+    // Reading on uses that page: no second request for it.
+    let second = fs
+        .readdir(big.ino, fh, first.last().unwrap().offset)
+        .await
+        .unwrap();
+    assert_eq!(second.first().unwrap().name, "f00099");
+    assert_eq!(second.len(), 100);
+    assert!(stats.snapshot(Op::ListObjectsV2).requests <= 3);
+    // A rewind drops the page fetched ahead and lists from the start.
+    let again = fs.readdir(big.ino, fh, 0).await.unwrap();
+    assert_eq!(again[2].name, "f00000");
+    fs.releasedir(fh);
+    // In all: pages 1, 2, 3 (ahead, then dropped or not yet sent) and 1 again.
+    let n = stats.snapshot(Op::ListObjectsV2).requests;
+    assert!((3..=4).contains(&n), "{n} listings");
+}
+
+#[tokio::test]
 async fn listing_answers_lookups_and_negatives() {
     let mem = MemoryStore::new();
     mem.put("a", "1");
