@@ -5,7 +5,8 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::task::Context;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use fuser::{
 use tracing::{debug, debug_span, warn, Instrument, Span};
 
 use crate::fs::attr::Kind;
-use crate::fs::{Attr, Error, Filesystem, Owner, SetAttr};
+use crate::fs::{Attr, Error, Filesystem, Owner, PageOffer, SetAttr};
 use crate::store::ObjectStore;
 
 /// Largest read/write the kernel sends in one request.
@@ -27,6 +28,9 @@ pub struct FuseAdapter<S> {
     fs: Arc<Filesystem<S>>,
     rt: tokio::runtime::Handle,
     xattrs: bool,
+    /// Where reads send the blocks they fetched, for the kernel's page cache; set once
+    /// the session exists (its notifier does the pushing).
+    pages: Arc<OnceLock<SyncSender<PageOffer>>>,
 }
 
 impl<S: ObjectStore> FuseAdapter<S> {
@@ -35,7 +39,13 @@ impl<S: ObjectStore> FuseAdapter<S> {
             fs,
             rt,
             xattrs: true,
+            pages: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The slot for [`push_pages`]' sender.
+    pub fn page_slot(&self) -> Arc<OnceLock<SyncSender<PageOffer>>> {
+        self.pages.clone()
     }
 
     /// Without xattrs every xattr call answers ENOSYS, which the kernel remembers for
@@ -115,6 +125,29 @@ impl<S: ObjectStore> FuseAdapter<S> {
             .instrument(span),
         );
     }
+}
+
+/// Start the thread that pushes blocks fetched by random reads into the kernel's page
+/// cache (FUSE notify_store), so nearby reads are answered without a request. A push
+/// can wait on page locks of reads in flight, so it runs on this thread alone, never on
+/// a FUSE or runtime thread; offers that find the queue full are dropped.
+pub fn push_pages<S: ObjectStore>(
+    fs: Arc<Filesystem<S>>,
+    notifier: fuser::Notifier,
+) -> std::io::Result<SyncSender<PageOffer>> {
+    let (tx, rx) = sync_channel::<PageOffer>(1024);
+    std::thread::Builder::new()
+        .name("bucketfs-pages".into())
+        .spawn(move || {
+            for o in rx {
+                fs.offer_pages(&o, |ino, offset, data| {
+                    notifier
+                        .store(INodeNo(ino), offset, data)
+                        .inspect_err(|e| debug!(ino, offset, "page push refused: {e}"))
+                });
+            }
+        })?;
+    Ok(tx)
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -286,10 +319,23 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
+        let pages = self.pages.clone();
         self.dispatch(
             async move {
-                match fs.read(fh.0, offset, size).await {
-                    Ok(b) => reply.data(&b),
+                match fs.read_offering(fh.0, offset, size).await {
+                    Ok((b, offers)) => {
+                        // Queued before the answer, so pushes keep the order of the
+                        // reads; a push waits for the page locks of this read, which the
+                        // answer releases.
+                        if let Some(tx) = pages.get() {
+                            for o in offers {
+                                if let Err(TrySendError::Full(o)) = tx.try_send(o) {
+                                    debug!(ino = o.ino, offset = o.offset, "page push queue full");
+                                }
+                            }
+                        }
+                        reply.data(&b);
+                    }
                     Err(e) => reply.error(errno("read", &e)),
                 }
             }

@@ -296,8 +296,15 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     config.clone_fd = true;
 
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone()).with_xattrs(!args.no_xattr);
+    let page_slot = adapter.page_slot();
     let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
+    match crate::fuse::push_pages(fs.clone(), session.notifier()) {
+        Ok(tx) => {
+            let _ = page_slot.set(tx);
+        }
+        Err(e) => warn!("no page-cache pushes (cannot start their thread: {e})"),
+    }
     crate::readahead::raise(&c.mountpoint, args.read_ahead_kb);
     info!(
         bucket = %c.target.bucket,

@@ -206,6 +206,115 @@ fn large_object_reads_exact_bytes() {
     );
 }
 
+/// Pages of `f` in `[off, off + len)` that are in the kernel's page cache (mincore).
+fn resident(f: &std::fs::File, off: u64, len: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let page = 4096;
+    assert_eq!(off % page as u64, 0);
+    let pages = len.div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: a shared read-only mapping of an open file, unmapped before returning;
+    // mincore only reads the mapping's residency into `vec`, which holds one byte per page.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            off as libc::off_t,
+        );
+        assert_ne!(addr, libc::MAP_FAILED, "mmap");
+        let r = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        assert_eq!(r, 0, "mincore");
+    }
+    vec.iter().filter(|b| **b & 1 == 1).count()
+}
+
+/// Wait (bounded) until the 64 KiB block of `f` at `off` is all in the page cache: it
+/// is pushed by the daemon's page thread just after the read that fetched it.
+fn wait_resident(f: &std::fs::File, off: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while resident(f, off, 64 << 10) < 16 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(resident(f, off, 64 << 10), 16, "block at {off} not pushed");
+}
+
+#[test]
+fn random_reads_fill_the_page_cache_and_never_go_stale() {
+    let b = Bucket::new("pagecache");
+    let v1 = pattern(8 << 20, 11);
+    b.put("r.bin", v1.clone());
+    b.put("other.bin", pattern(1 << 20, 13));
+    let m = Mount::new(&b.name, &["--metadata-ttl", "0"]);
+    let f = std::fs::File::open(m.p("r.bin")).unwrap();
+    // SAFETY: plain fadvise on an open descriptor.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_RANDOM,
+        )
+    };
+    let block = 3u64 << 20;
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, block + 8192).unwrap();
+    assert_eq!(&buf[..], &v1[block as usize + 8192..block as usize + 12288]);
+    // The whole 64 KiB block the read fetched reaches the page cache (pushed just after
+    // the reply, so wait for it, bounded), and nothing else does.
+    wait_resident(&f, block);
+    assert_eq!(resident(&f, block + (64 << 10), 64 << 10), 0);
+    // Reads anywhere in that block are then served by the kernel: no request at all.
+    m.reset_stats();
+    for i in 0..16u64 {
+        f.read_exact_at(&mut buf, block + i * 4096).unwrap();
+        let o = (block + i * 4096) as usize;
+        assert_eq!(&buf[..], &v1[o..o + 4096]);
+    }
+    assert_eq!(m.requests("GetObject"), 0);
+
+    // A write through the mount over pushed pages: every reader sees the new bytes.
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.p("r.bin"))
+        .unwrap();
+    w.write_all_at(&[0xAB; 4096], block + 16384).unwrap();
+    f.read_exact_at(&mut buf, block + 16384).unwrap();
+    assert_eq!(buf, vec![0xAB; 4096]);
+    // Random reads while the file is open for writing are never pushed. Pushes are
+    // made in the order of the reads: once a later read's block is in, this one's
+    // would have been.
+    f.read_exact_at(&mut buf, 6 << 20).unwrap();
+    let other = std::fs::File::open(m.p("other.bin")).unwrap();
+    other.read_exact_at(&mut buf, (1 << 16) + 100).unwrap();
+    wait_resident(&other, 1 << 16);
+    assert_eq!(resident(&f, 6 << 20, 64 << 10), 1);
+    drop(w);
+    let mut v2 = v1.clone();
+    v2[block as usize + 16384..block as usize + 20480].fill(0xAB);
+    assert_eq!(b.get("r.bin"), v2);
+    let f2 = std::fs::File::open(m.p("r.bin")).unwrap();
+    f2.read_exact_at(&mut buf, block + 16384).unwrap();
+    assert_eq!(buf, vec![0xAB; 4096]);
+    drop((f, f2));
+
+    // Replaced elsewhere: the next open clears what was pushed; reads give the new bytes.
+    let v3 = pattern(8 << 20, 12);
+    b.put("r.bin", v3.clone());
+    let f3 = std::fs::File::open(m.p("r.bin")).unwrap();
+    for off in [block, block + 8192, block + 16384, 6 << 20] {
+        f3.read_exact_at(&mut buf, off).unwrap();
+        assert_eq!(
+            &buf[..],
+            &v3[off as usize..off as usize + 4096],
+            "offset {off}"
+        );
+    }
+}
+
 #[test]
 fn zip_archive_reads_through_python() {
     let b = Bucket::new("zip");

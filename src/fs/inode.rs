@@ -48,6 +48,8 @@ pub struct InodeState {
     /// Directories: changes made here to their entries, so a listing that was in flight
     /// during one is known to be stale.
     pub changes: u64,
+    /// Files: bumped when what the kernel's page cache may hold changes (see `pages`).
+    pub data_generation: u64,
 }
 
 impl InodeState {
@@ -63,6 +65,7 @@ impl InodeState {
             symlink_target: None,
             local_etag: None,
             changes: 0,
+            data_generation: 0,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod meta;
 pub mod modify;
 pub mod names;
 pub mod namespace;
+pub mod pages;
 pub mod prefetch;
 pub mod read;
 pub mod readdir;
@@ -34,6 +35,7 @@ use meta::MetaCache;
 use modify::SharedWriter;
 pub use modify::{Owner, SetAttr};
 use names::{check_request_name, dir_prefix, file_key, WarnOnce};
+pub use pages::PageOffer;
 use prefetch::PrefetchConfig;
 use read::{ReadHandle, Reader};
 use readdir::{Listed, Merger, Snapshot};
@@ -173,6 +175,8 @@ pub struct Filesystem<S> {
     next_fh: AtomicU64,
     stats: Option<Arc<RequestStats>>,
     mounted_at: SystemTime,
+    /// Orders pushes into the kernel's page cache against writers and new versions.
+    page_gate: tokio::sync::Mutex<()>,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -207,6 +211,7 @@ impl<S: ObjectStore> Filesystem<S> {
             next_fh: AtomicU64::new(1),
             stats,
             mounted_at: now,
+            page_gate: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -932,8 +937,18 @@ impl<S: ObjectStore> Filesystem<S> {
             let mut s = inode.state.lock().unwrap();
             let same = s.last_open_etag.as_deref() == Some(etag.as_str());
             s.last_open_etag = Some(etag.clone());
+            if s.local_etag.as_deref().is_some_and(|l| l != etag) {
+                // Replaced elsewhere since this mount uploaded it: readers must not move
+                // on to this mount's version any more.
+                s.local_etag = None;
+            }
             same
         };
+        if !keep_cache {
+            // The kernel clears the page cache on this reply: no push of older data may
+            // land after that.
+            self.new_data_generation(&inode).await;
+        }
         let h = Arc::new(ReadHandle::new(inode.ino, &inode.key, &etag, size));
         Ok(Opened {
             fh: self.add_reader(ino, Some(h)),
@@ -981,12 +996,24 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        Ok(self.read_offering(fh, offset, size).await?.0)
+    }
+
+    /// [`read`](Self::read), with the blocks it fetched from S3 beyond what was asked,
+    /// for the kernel's page cache (see [`offer_pages`](Self::offer_pages)).
+    pub async fn read_offering(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<(Bytes, Vec<PageOffer>)> {
         let f = self.open_file(fh)?;
         if let Some(r) = self.read_via_writer(f.ino, offset, size).await {
-            return r;
+            return Ok((r?, Vec::new()));
         }
+        let generation = self.data_generation(f.ino);
         let h = self.reader_of(&f)?;
-        let r = h.read(&self.reader, offset, size).await;
+        let r = h.read_fetching(&self.reader, offset, size).await;
         if r.is_err() {
             // The object may have changed: the next open must ask S3 again.
             self.meta.invalidate(&h.key).await;
@@ -994,7 +1021,12 @@ impl<S: ObjectStore> Filesystem<S> {
                 inode.state.lock().unwrap().valid_until = Instant::now();
             }
         }
-        r
+        let (data, fresh) = r?;
+        let offers = match generation {
+            Some(g) if !fresh.is_empty() => self.offers(f.ino, &h.etag, g, fresh),
+            _ => Vec::new(),
+        };
+        Ok((data, offers))
     }
 
     pub async fn readlink(&self, ino: u64) -> Result<String> {

@@ -126,6 +126,9 @@ impl<S: ObjectStore> Filesystem<S> {
             if !inserted {
                 continue;
             }
+            // Programs may write through the page cache from now on: no push of data
+            // read before may land on it.
+            self.new_data_generation(inode).await;
             let mut g = w.lock().await;
             g.handles += 1;
             self.mirror(inode.ino, &g);

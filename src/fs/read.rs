@@ -140,8 +140,19 @@ impl ReadHandle {
         offset: u64,
         len: u32,
     ) -> Result<Bytes> {
+        Ok(self.read_fetching(r, offset, len).await?.0)
+    }
+
+    /// [`read`](Self::read), with the random-read blocks this call fetched from S3 (not
+    /// those another read fetched or the block cache held), whole, with their offsets.
+    pub async fn read_fetching<S: ObjectStore>(
+        &self,
+        r: &Reader<S>,
+        offset: u64,
+        len: u32,
+    ) -> Result<(Bytes, Vec<(u64, Bytes)>)> {
         if offset >= self.size || len == 0 {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), Vec::new()));
         }
         let end = (offset + u64::from(len)).min(self.size);
         let needed = {
@@ -161,7 +172,7 @@ impl ReadHandle {
             }
         };
         match needed {
-            Some(parts) => assemble(parts, offset, end).await,
+            Some(parts) => Ok((assemble(parts, offset, end).await?, Vec::new())),
             None => self.read_blocks(r, offset, end).await,
         }
     }
@@ -239,26 +250,33 @@ impl ReadHandle {
         r: &Reader<S>,
         offset: u64,
         end: u64,
-    ) -> Result<Bytes> {
+    ) -> Result<(Bytes, Vec<(u64, Bytes)>)> {
         let blocks = blocks_for(offset, end - offset, r.cfg.block_size, self.size);
         let futs = blocks.into_iter().map(|range| {
             let k: BlockKey = (self.key.clone(), self.etag.clone(), range.start);
             let fetch = r.fetch(self.key.clone(), self.etag.clone(), range.clone());
             async move {
+                // The cache runs the fetch for one caller only: that one reports it.
+                let mut fetched = false;
                 let data = r
                     .blocks
-                    .try_get_with(k, fetch)
+                    .try_get_with(k, async {
+                        fetched = true;
+                        fetch.await
+                    })
                     .await
                     .map_err(|e: Arc<Error>| (*e).clone())?;
-                Ok::<_, Error>((range, data))
+                Ok::<_, Error>((range, data, fetched))
             }
         });
         let got = futures::future::try_join_all(futs).await?;
-        Ok(copy_out(
-            got.iter().map(|(r, d)| (r.clone(), d)),
-            offset,
-            end,
-        ))
+        let data = copy_out(got.iter().map(|(r, d, _)| (r.clone(), d)), offset, end);
+        let fresh = got
+            .into_iter()
+            .filter(|(_, _, fetched)| *fetched)
+            .map(|(r, d, _)| (r.start, d))
+            .collect();
+        Ok((data, fresh))
     }
 }
 

@@ -510,3 +510,73 @@ async fn descending_fetches_each_marker_once() {
     );
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
 }
+
+/// Push `o` as the FUSE adapter would (from a thread of its own); whether it was pushed.
+async fn push(fs: &Arc<Filesystem<Store>>, o: PageOffer) -> bool {
+    let fs = fs.clone();
+    tokio::task::spawn_blocking(move || fs.offer_pages(&o, |_, _, _| Ok(())))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_blocks_reach_the_page_cache_only_while_nothing_changed() {
+    let body: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let mem = MemoryStore::new();
+    mem.put("f", body.clone());
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = Duration::ZERO);
+    let fs = Arc::new(fs);
+    let f = fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let r = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+
+    // A random read offers the whole block it fetched...
+    let (data, offers) = fs.read_offering(r.fh, 200_000, 4096).await.unwrap();
+    assert_eq!(&data[..], &body[200_000..204_096]);
+    assert_eq!(offers.len(), 1);
+    assert_eq!((offers[0].ino, offers[0].offset), (f.ino, 3 << 16));
+    assert_eq!(&offers[0].data[..], &body[3 << 16..4 << 16]);
+    // ...once: a read the block cache answers has nothing new.
+    let gets = stats.snapshot(Op::GetObject).requests;
+    let (_, again) = fs.read_offering(r.fh, 250_000, 4096).await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(stats.snapshot(Op::GetObject).requests, gets);
+    let block = offers.into_iter().next().unwrap();
+    assert!(push(&fs, block).await, "nothing changed: pushed");
+
+    // A writer appears: data read before it is not pushed, nor anything while it is open.
+    let (_, before) = fs.read_offering(r.fh, 500_000, 4096).await.unwrap();
+    assert_eq!(before.len(), 1);
+    let w = fs.open(f.ino, libc::O_WRONLY).await.unwrap();
+    assert!(!push(&fs, before.into_iter().next().unwrap()).await);
+    fs.write(w.fh, 10, b"new bytes").await.unwrap();
+    let (during_data, during) = fs.read_offering(r.fh, 700_000, 4096).await.unwrap();
+    assert_eq!(&during_data[..], &body[700_000..704_096]);
+    assert!(during.is_empty());
+    fs.flush(w.fh).await.unwrap();
+    fs.release(w.fh).await.unwrap();
+    // Closed and uploaded: the old handle reads the new version, which is not the one
+    // the page cache was opened with, so nothing is pushed until a new open.
+    let (_, after) = fs.read_offering(r.fh, 900_000, 4096).await.unwrap();
+    for o in after {
+        assert!(!push(&fs, o).await);
+    }
+    let r2 = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+    let (_, fresh) = fs.read_offering(r2.fh, 300_000, 4096).await.unwrap();
+    assert_eq!(
+        fresh.len(),
+        1,
+        "{:?}",
+        fresh
+            .iter()
+            .map(|o| (o.offset, o.data.len()))
+            .collect::<Vec<_>>()
+    );
+
+    // Replaced elsewhere: an open that sees the new version voids what was read before.
+    fs.store.inner().put("f", vec![9u8; 1 << 20]);
+    let r3 = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+    assert!(!push(&fs, fresh.into_iter().next().unwrap()).await);
+    let (data, offers) = fs.read_offering(r3.fh, 600_000, 4096).await.unwrap();
+    assert_eq!(&data[..], &[9u8; 4096][..]);
+    assert!(push(&fs, offers.into_iter().next().unwrap()).await);
+}
