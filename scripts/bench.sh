@@ -352,6 +352,10 @@ r_randread() {
 r_ls() {
     local o; o="$(raw list --prefix ls/)"
     record ls-cold raw "$1" "$(jq_ seconds "$o")" s "$(jq_ seconds "$o")" '{}' '{}'
+    # The ceiling for POSIX metadata: the listing, then a HeadObject per object, 256 at a
+    # time (what statahead does).
+    o="$(raw head-all --prefix ls/ --concurrency 256)"
+    record ls-cold raw-head "$1" "$(jq_ seconds "$o")" s "$(jq_ seconds "$o")" '{}' '{}'
 }
 r_create() {
     local o; o="$(raw create --prefix "c/raw-$1/f" --count "$CREATE_COUNT" --size 4KiB)"

@@ -32,7 +32,7 @@ PEERS = ["s3fs", "rclone"]
 NOT_COMPARABLE = {
     ("randread", "s3fs"): "s3fs copies the whole object to local disk, then reads the copy",
 }
-TOOLS = ["bucketfs", "bucketfs-listing", "bucketfs-noxattr", "raw"] + PEERS
+TOOLS = ["bucketfs", "bucketfs-listing", "bucketfs-noxattr", "raw", "raw-head"] + PEERS
 HIGHER_BETTER = {"MB/s", "IOPS", "files/s"}
 
 
@@ -80,8 +80,14 @@ def targets(summary, latency_ms):
         check(f"`ls -l` cold, {label} / bare listing", v and f"{v:.2f}x time", "<= 1.1x",
               v and v <= 1.1)
     v = get("ls-cold", "bucketfs")
+    head = get("ls-cold", "raw-head")
+    ceiling = f" (raw listing + HeadObject each: {head:.2f} s)" if head else ""
     if latency_ms >= 10:
-        check(f"`ls -l` cold, POSIX metadata, {latency_ms} ms latency", v and f"{v:.2f} s", "< 2 s", v and v < 2)
+        check(f"`ls -l` cold, POSIX metadata, {latency_ms} ms latency", v and f"{v:.2f} s{ceiling}",
+              "< 2 s", v and v < 2)
+    elif v and head:
+        rows.append(f"| `ls -l` cold, POSIX metadata / raw listing + HeadObject each | "
+                    f"{v / head:.2f}x time ({v:.2f} s, {head:.2f} s) | (no goal at 0 ms) | - |")
     v = get("create", "bucketfs", "vs_best_peer")
     check("small files until visible / best peer", v and f"{v:.2f}x", ">= 1.5x", v and v >= 1.5)
     req = get("create", "bucketfs", "requests")
@@ -139,8 +145,10 @@ def main():
             best = (max if unit in HIGHER_BETTER else min)(peers, key=lambda pv: pv[1])
             ours["best_peer"] = best[0]
             ours["vs_best_peer"] = better_ratio(ours["median"], best[1], unit)
-        if "raw" in tools:
-            ours["vs_raw"] = better_ratio(ours["median"], tools["raw"]["median"], unit)
+        # POSIX `ls -l` HEADs every object: its ceiling is raw-head, not the bare listing.
+        ceiling = "raw-head" if w == "ls-cold" and "raw-head" in tools else "raw"
+        if ceiling in tools:
+            ours["vs_raw"] = better_ratio(ours["median"], tools[ceiling]["median"], unit)
         if w == "randread" and "bytes_read" in ours:
             fetched = sum(
                 v["bytes"] for op, v in ours["requests"].items() if op == "GetObject"
@@ -203,6 +211,9 @@ def main():
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     out.append("Ratios: above 1 means bucketfs is ahead (throughput ratio, or inverse time ratio).")
+    if "raw-head" in tools_seen:
+        out.append("raw-head: the raw client's listing plus a HeadObject per object (256 at a "
+                   "time), the ceiling for POSIX `ls -l`; bucketfs / raw for `ls -l` uses it.")
     for (w, t), why in NOT_COMPARABLE.items():
         if t in summary.get(w, {}):
             out.append(f"Not in best peer for {LABEL.get(w, w)}: {t} ({why}).")
@@ -211,7 +222,7 @@ def main():
     out.append("")
     out.append("Daemon peak RSS (MiB) and CPU seconds, median run:")
     out.append("")
-    mt = [t for t in tools_seen if t != "raw"]
+    mt = [t for t in tools_seen if not t.startswith("raw")]
     out.append("| workload | " + " | ".join(mt) + " |")
     out.append("|" + "---|" * (len(mt) + 1))
     for w in ORDER:

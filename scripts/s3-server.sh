@@ -41,7 +41,9 @@ start() {
     install
     mkdir -p "$dir/data"
     read -r p1 p2 p3 p4 p5 p6 p7 p8 p9 p10 p11 <<<"$(free_ports 11)"
-    # Unset proxies: everything here is loopback.
+    # Unset proxies: everything here is loopback. -volume.max: by default weed allows
+    # free disk / volume size volumes, and every bucket takes several; with 34 GB free
+    # the test suites' ~30 buckets ran out ("No writable volumes"). Volumes are sparse.
     env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
     nohup "$VENV/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="$p1" -master.port.grpc="$p2" \
@@ -51,6 +53,7 @@ start() {
         -admin.port="$p9" -admin.port.grpc="$p10" -admin.ui=false \
         -debug.port="$p11" -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
         -master.telemetry=false -s3.allowDeleteBucketNotEmpty=false \
+        -volume.max=1000 \
         >"$dir/weed.log" 2>&1 &
     echo $! >"$dir/weed.pid"
     local endpoint="http://127.0.0.1:$p7"

@@ -206,9 +206,26 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
     }
 }
 
+/// Two malloc arenas instead of glibc's eight per core. Part buffers (up to `--part-size`)
+/// are freed by other threads than the ones that allocated them; with an arena per thread
+/// each arena kept its own freed parts, and a 2 GiB read followed by a 1 GiB write peaked
+/// at 430 MiB RSS. With two: 185-226 MiB, and no loss of throughput (read 577-598 MB/s
+/// against 545-566, write 163-166 against 110-136, same machine, same run). A
+/// MALLOC_ARENA_MAX in the environment wins. Called before any thread exists.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Connect, check the bucket, mount, and serve until unmounted.
 fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Result<(), String> {
     let background = status.is_some();
+    limit_malloc_arenas();
     init_logging(args, c.log_file.as_deref(), background);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
