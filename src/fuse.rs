@@ -135,7 +135,8 @@ pub fn push_pages<S: ObjectStore>(
     fs: Arc<Filesystem<S>>,
     notifier: fuser::Notifier,
 ) -> std::io::Result<SyncSender<PageOffer>> {
-    let (tx, rx) = sync_channel::<PageOffer>(1024);
+    // At most 16 MiB of blocks wait here; more are dropped (they are only a cache).
+    let (tx, rx) = sync_channel::<PageOffer>(256);
     std::thread::Builder::new()
         .name("bucketfs-pages".into())
         .spawn(move || {
