@@ -166,6 +166,8 @@ pub struct Snapshot {
     pub lookups: usize,
     /// Directory lookups served from it (marker statahead starts on the second).
     pub dir_lookups: usize,
+    /// Lookups that found this listing stale and asked S3 about their name instead.
+    pub stale_lookups: usize,
     /// Names this mount has changed since the listing: lookups of these ask S3 (or the
     /// inode table), and readdir lists the directory again instead of reusing this.
     pub changed: HashSet<String>,
@@ -182,6 +184,7 @@ impl Snapshot {
             statahead_upto: 0,
             lookups: 0,
             dir_lookups: 0,
+            stale_lookups: 0,
             changed: HashSet::new(),
         }
     }

@@ -580,3 +580,46 @@ async fn fetched_blocks_reach_the_page_cache_only_while_nothing_changed() {
     assert_eq!(&data[..], &[9u8; 4096][..]);
     assert!(push(&fs, offers.into_iter().next().unwrap()).await);
 }
+
+#[tokio::test]
+async fn stale_large_listing_is_listed_again_once_probes_cost_as_much() {
+    let mem = MemoryStore::with_page_size(1000);
+    for i in 0..3000 {
+        mem.put(&format!("big/f{i:05}"), "x");
+    }
+    let ttl = Duration::from_millis(200);
+    let (fs, stats) = setup(mem, |c| {
+        c.metadata_source = MetadataSource::Listing;
+        c.metadata_ttl = ttl;
+    });
+    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    assert_eq!(list_names(&fs, big.ino).await.len(), 3000);
+    // Past the TTL (polling the clock): the listing is stale.
+    let start = Instant::now();
+    while start.elapsed() < ttl + Duration::from_millis(10) {
+        tokio::task::yield_now().await;
+    }
+    stats.reset();
+    // An `ls -l` whose attributes expired: one lookup after another. Three probes cost
+    // what listing 3,000 names again costs; the fourth lookup lists (3 pages), and the
+    // rest are answered from that listing.
+    for i in 0..3 {
+        fs.lookup(big.ino, format!("f{i:05}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, i + 1);
+    }
+    for i in 3..40 {
+        let a = fs
+            .lookup(big.ino, format!("f{i:05}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(a.stat.size, 1);
+    }
+    assert_eq!(
+        fs.lookup(big.ino, b"nope").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 3 + 3);
+    assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
+}
