@@ -279,7 +279,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 .map_err(|e: Arc<Error>| (*e).clone())?;
             snap = again.or(snap);
         }
-        if let Some(snap) = snap {
+        if let Some(snap) = &snap {
             let listed = {
                 let mut s = snap.lock().unwrap();
                 let answer = s.answer(name).map(|e| e.map(|(i, l)| (i, l.clone())));
@@ -300,7 +300,6 @@ impl<S: ObjectStore> Filesystem<S> {
                 if self.fresh(s.updated) {
                     answer.map(|e| e.map(|(_, l)| l))
                 } else {
-                    s.stale_lookups += 1;
                     None
                 }
             };
@@ -321,6 +320,13 @@ impl<S: ObjectStore> Filesystem<S> {
         if self.posix() {
             if let Some(Some(m)) = self.meta.peek(&key).await {
                 return Ok(self.found_object(&dir, name, &key, m));
+            }
+        }
+        if let Some(snap) = &snap {
+            // A probe the listing could not spare: counts toward listing it again.
+            let mut s = snap.lock().unwrap();
+            if s.complete && !self.fresh(s.updated) {
+                s.stale_lookups += 1;
             }
         }
         let r = self.probe(&dir, name, &key, &prefix).await;
