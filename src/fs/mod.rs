@@ -325,7 +325,7 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(snap) = &snap {
             // A probe the listing could not spare: counts toward listing it again.
             let mut s = snap.lock().unwrap();
-            if s.complete && !self.fresh(s.updated) {
+            if self.stale_complete(&s) {
                 s.stale_lookups += 1;
             }
         }
@@ -530,9 +530,14 @@ impl<S: ObjectStore> Filesystem<S> {
     fn worth_relisting(&self, snap: &Mutex<Snapshot>) -> bool {
         let s = snap.lock().unwrap();
         !self.cfg.metadata_ttl.is_zero()
-            && s.complete
-            && !self.fresh(s.updated)
+            && self.stale_complete(&s)
             && (s.stale_lookups + 1) * LIST_PAGE > s.order.len() + s.changed.len()
+    }
+
+    /// A listing of the whole directory that is no longer fresh: the kind a lookup may
+    /// replace with a new listing.
+    fn stale_complete(&self, s: &Snapshot) -> bool {
+        s.complete && !self.fresh(s.updated)
     }
 
     /// List a directory again and make it the directory's listing. `None` if this mount

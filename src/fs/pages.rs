@@ -10,7 +10,7 @@
 //!   version the kernel's cache holds, since an open of another version clears it;
 //! - nothing changed the inode's data generation since the read began.
 //!
-//! Pushes hold `gate` for the whole push, and every event that changes what the page
+//! Pushes hold the filesystem's `page_gate` for the whole push, and every event that changes what the page
 //! cache may hold (a writer appears, an open sees a new version) bumps the generation
 //! under the same gate before the kernel hears of it. So a push either ends before that
 //! event or sees it and is skipped.
