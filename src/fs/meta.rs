@@ -2,8 +2,11 @@
 //! concurrent requests for the same key share one HeadObject. Statahead fills it ahead
 //! of the kernel's lookups after a readdir.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
 
 use super::error::{Error, Result};
 use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind};
@@ -31,6 +34,22 @@ impl<S: ObjectStore> MetaCache<S> {
         match store.head(&key).await {
             Ok(m) => Ok(Some(Arc::new(m))),
             Err(e) if e.kind == StoreErrorKind::NotFound => Ok(None),
+            Err(e) if key.ends_with('/') => {
+                // A directory marker (keys ending in `/` are nothing else) only carries
+                // a directory's mode, owner and times; its directory exists by listing.
+                // Some servers cannot HEAD a prefix they keep as a real directory (500)
+                // or deny it: the directory then has the mount's defaults.
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        key,
+                        "directory metadata unavailable, using defaults: {}", e.message
+                    );
+                } else {
+                    debug!(key, "directory metadata unavailable: {}", e.message);
+                }
+                Ok(None)
+            }
             Err(e) => Err(Error::from(e)),
         }
     }
@@ -47,6 +66,27 @@ impl<S: ObjectStore> MetaCache<S> {
                 .await
                 .map_err(|e: Arc<Error>| (*e).clone()),
         }
+    }
+
+    /// [`head`](Self::head), with the round trip of the HeadObject if this call sent
+    /// it (`None` when the cache answered or another caller's request did).
+    pub async fn head_timed(&self, key: &str) -> (Result<HeadResult>, Option<Duration>) {
+        let Some(c) = &self.cache else {
+            let t = Instant::now();
+            let r = Self::fetch(self.store.clone(), key.to_string()).await;
+            return (r, Some(t.elapsed()));
+        };
+        let mut rtt = None;
+        let r = c
+            .try_get_with(key.to_string(), async {
+                let t = Instant::now();
+                let r = Self::fetch(self.store.clone(), key.to_string()).await;
+                rtt = Some(t.elapsed());
+                r
+            })
+            .await
+            .map_err(|e: Arc<Error>| (*e).clone());
+        (r, rtt)
     }
 
     /// The cached result for `key`, if any, without a request.

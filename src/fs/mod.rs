@@ -5,6 +5,7 @@
 pub mod attr;
 pub mod error;
 pub mod inode;
+pub mod limiter;
 pub mod meta;
 pub mod modify;
 pub mod names;
@@ -23,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::store::counting::RequestStats;
@@ -31,6 +31,7 @@ use crate::store::ObjectStore;
 use attr::{Defaults, Kind, MetadataSource, Stat};
 pub use error::{Error, Result};
 use inode::{Inode, InodeTable, ROOT_INO};
+use limiter::Limiter;
 use meta::MetaCache;
 use modify::SharedWriter;
 pub use modify::{Owner, SetAttr};
@@ -177,6 +178,8 @@ pub struct Filesystem<S> {
     mounted_at: SystemTime,
     /// Orders pushes into the kernel's page cache against writers and new versions.
     page_gate: tokio::sync::Mutex<()>,
+    /// How many statahead HeadObjects run at once.
+    statahead: Arc<Limiter>,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -192,6 +195,8 @@ impl<S: ObjectStore> Filesystem<S> {
             })
             .build();
         let relist_ttl = cfg.metadata_ttl.max(Duration::from_millis(1));
+        let conc = cfg.statahead_concurrency;
+        let statahead = Arc::new(Limiter::new(4.min(conc), conc / 4, conc));
         Filesystem {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
             reader: Reader::new(store.clone(), cfg.prefetch),
@@ -212,6 +217,7 @@ impl<S: ObjectStore> Filesystem<S> {
             stats,
             mounted_at: now,
             page_gate: tokio::sync::Mutex::new(()),
+            statahead,
         }
     }
 
@@ -279,6 +285,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 .map_err(|e: Arc<Error>| (*e).clone())?;
             snap = again.or(snap);
         }
+        // A file the listing showed lately, in POSIX mode: its HeadObject decides.
+        let mut recent_file = false;
         if let Some(snap) = &snap {
             let listed = {
                 let mut s = snap.lock().unwrap();
@@ -300,6 +308,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 if self.fresh(s.updated) {
                     answer.map(|e| e.map(|(_, l)| l))
                 } else {
+                    recent_file = matches!(&answer, Some(Some((_, l))) if l.kind != Kind::Dir)
+                        && s.updated.elapsed() < STATAHEAD_HORIZON;
                     None
                 }
             };
@@ -317,8 +327,17 @@ impl<S: ObjectStore> Filesystem<S> {
             return Err(Error::enoent(&key));
         }
         // A fresh HeadObject (statahead's, or an earlier lookup's) answers for a file.
+        // For a file a recent listing showed, the HeadObject is asked for (or joined
+        // while statahead's is in flight) instead of a probe: when the server is slow
+        // or far away, an `ls -l` outlasts the TTL of its listing, and a probe per name
+        // would double its requests and fall further behind statahead.
         if self.posix() {
-            if let Some(Some(m)) = self.meta.peek(&key).await {
+            let m = if recent_file {
+                self.meta.head(&key).await?
+            } else {
+                self.meta.peek(&key).await.flatten()
+            };
+            if let Some(m) = m {
                 return Ok(self.found_object(&dir, name, &key, m));
             }
         }
@@ -588,20 +607,21 @@ impl<S: ObjectStore> Filesystem<S> {
         self.head_ahead(keys);
     }
 
-    /// HeadObject `keys` in the background, `statahead_concurrency` at a time, into the
+    /// HeadObject `keys` in the background, as many at a time as the server takes
+    /// without queueing them (at most `statahead_concurrency`; see `limiter`), into the
     /// metadata cache (where lookups find them, or join them while in flight).
     fn head_ahead(&self, keys: Vec<String>) {
         let meta = self.meta.clone();
-        let conc = self.cfg.statahead_concurrency.max(1);
+        let limiter = self.statahead.clone();
         tokio::spawn(async move {
-            futures::stream::iter(keys)
-                .for_each_concurrent(conc, |k| {
-                    let meta = meta.clone();
-                    async move {
-                        let _ = meta.head(&k).await;
-                    }
-                })
-                .await;
+            for k in keys {
+                let slot = limiter.acquire().await;
+                let meta = meta.clone();
+                tokio::spawn(async move {
+                    let (_, rtt) = meta.head_timed(&k).await;
+                    slot.done(rtt);
+                });
+            }
         });
     }
 
@@ -925,7 +945,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 .meta
                 .as_ref()
                 .map(|m| m.etag.clone())
-                .or_else(|| s.listed_etag.clone());
+                .or_else(|| s.listed_etag.clone())
+                .filter(|e| !e.is_empty());
             (
                 s.meta.clone(),
                 etag,

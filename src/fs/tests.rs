@@ -623,3 +623,43 @@ async fn stale_large_listing_is_listed_again_once_probes_cost_as_much() {
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 3 + 3);
     assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
 }
+
+#[tokio::test]
+async fn stale_listing_lookups_of_listed_files_cost_one_head_each() {
+    // POSIX mode, a listing older than the TTL (an `ls -l` that outlasts its listing on
+    // a slow or far server): a listed file is answered by its HeadObject alone (joined
+    // with statahead's), never by a probe listing as well.
+    let mem = MemoryStore::with_page_size(1000);
+    for i in 0..3000 {
+        mem.put(&format!("big/f{i:05}"), "x");
+    }
+    let ttl = Duration::from_millis(200);
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = ttl);
+    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    assert_eq!(list_names(&fs, big.ino).await.len(), 3000);
+    let start = Instant::now();
+    while start.elapsed() < ttl + Duration::from_millis(10) {
+        tokio::task::yield_now().await;
+    }
+    stats.reset();
+    for i in 0..40 {
+        let a = fs
+            .lookup(big.ino, format!("f{i:05}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(a.stat.size, 1);
+    }
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 0);
+    assert!(stats.snapshot(Op::HeadObject).requests >= 40);
+    // A listed file deleted since: once the HeadObject statahead cached has expired, a
+    // new one finds nothing, and a probe confirms.
+    fs.store.delete("big/f02999").await.unwrap();
+    let start = Instant::now();
+    while start.elapsed() < ttl + Duration::from_millis(10) {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        fs.lookup(big.ino, b"f02999").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+}

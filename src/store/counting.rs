@@ -7,8 +7,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use tracing::{debug, trace};
 
 use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreResult};
 
@@ -165,18 +168,34 @@ impl RequestStats {
         c.requests.fetch_add(1, Ordering::Relaxed);
         let now = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         c.max_in_flight.fetch_max(now, Ordering::Relaxed);
-        InFlight { c }
+        InFlight {
+            c,
+            op,
+            started: Instant::now(),
+        }
     }
 }
 
 struct InFlight<'a> {
     c: &'a OpCounters,
+    op: Op,
+    started: Instant,
 }
 
 impl InFlight<'_> {
-    fn finish<T>(self, r: &StoreResult<T>, bytes: u64) {
-        if r.is_err() {
-            self.c.errors.fetch_add(1, Ordering::Relaxed);
+    /// Count the outcome; every request is logged at trace level, failures at debug
+    /// (the caller decides what reaches the user).
+    fn finish<T>(self, r: &StoreResult<T>, bytes: u64, key: &str) {
+        let us = self.started.elapsed().as_micros() as u64;
+        match r {
+            Ok(_) => trace!(op = self.op.name(), key, bytes, us, "request"),
+            Err(e) => {
+                self.c.errors.fetch_add(1, Ordering::Relaxed);
+                debug!(
+                    op = self.op.name(),
+                    key, us, "request failed: {}", e.message
+                );
+            }
         }
         self.c.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -225,14 +244,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
             .inner
             .list(prefix, delimiter, continuation, max_keys)
             .await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, prefix);
         r
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
         let t = self.stats.begin(Op::HeadObject);
         let r = self.inner.head(key).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 
@@ -245,7 +264,7 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let t = self.stats.begin(Op::GetObject);
         let r = self.inner.get_range(key, range, if_match).await;
         let n = r.as_ref().map(|b| b.len() as u64).unwrap_or(0);
-        t.finish(&r, n);
+        t.finish(&r, n, key);
         r
     }
 
@@ -253,14 +272,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let t = self.stats.begin(Op::PutObject);
         let n = body.len() as u64;
         let r = self.inner.put(key, body, opts).await;
-        t.finish(&r, n);
+        t.finish(&r, n, key);
         r
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
         let t = self.stats.begin(Op::CreateMultipartUpload);
         let r = self.inner.create_multipart(key, opts).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 
@@ -274,7 +293,7 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let t = self.stats.begin(Op::UploadPart);
         let n = body.len() as u64;
         let r = self.inner.upload_part(key, upload_id, number, body).await;
-        t.finish(&r, n);
+        t.finish(&r, n, key);
         r
     }
 
@@ -293,7 +312,7 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
             .inner
             .upload_part_copy(key, upload_id, number, source, source_etag, range)
             .await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 
@@ -305,14 +324,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     ) -> StoreResult<String> {
         let t = self.stats.begin(Op::CompleteMultipartUpload);
         let r = self.inner.complete_multipart(key, upload_id, parts).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let t = self.stats.begin(Op::AbortMultipartUpload);
         let r = self.inner.abort_multipart(key, upload_id).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 
@@ -325,14 +344,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     ) -> StoreResult<String> {
         let t = self.stats.begin(Op::CopyObject);
         let r = self.inner.copy(source, dest, source_etag, opts).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, dest);
         r
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let t = self.stats.begin(Op::DeleteObject);
         let r = self.inner.delete(key).await;
-        t.finish(&r, 0);
+        t.finish(&r, 0, key);
         r
     }
 }

@@ -11,6 +11,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, MetadataDirective};
@@ -70,6 +71,17 @@ impl S3Store {
             );
         if let Some(url) = &cfg.endpoint_url {
             b = b.endpoint_url(url);
+            // Since 2025 the SDK adds a CRC32 to every upload by default, streamed as an
+            // aws-chunked trailer, and asks for checksums on downloads. Many
+            // S3-compatible servers reject that framing or those headers; against them
+            // checksums are sent only where an operation requires one (DeleteObjects),
+            // unless the environment chooses otherwise. AWS keeps the default.
+            if std::env::var_os("AWS_REQUEST_CHECKSUM_CALCULATION").is_none() {
+                b = b.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+            }
+            if std::env::var_os("AWS_RESPONSE_CHECKSUM_VALIDATION").is_none() {
+                b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            }
         }
         S3Store {
             client: Client::from_conf(b.build()),
@@ -120,6 +132,18 @@ where
         }
     };
     StoreError::new(kind, format!("{what}: {cause}"))
+}
+
+/// Whether two ETags name the same version: servers differ in quoting them and in
+/// marking them weak (`W/"..."`).
+fn same_etag(a: &str, b: &str) -> bool {
+    let bare = |e: &str| {
+        e.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    bare(a) == bare(b)
 }
 
 /// The one thing we need from a raw HTTP response.
@@ -231,14 +255,22 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
+        let req = self.client.head_object().bucket(&self.bucket).key(key);
+        let out = if key.ends_with('/') {
+            // A directory marker only decorates a directory its listing already shows,
+            // and some servers answer 500 for a prefix they keep as a real directory:
+            // one retry, not the full backoff a lookup would wait through.
+            req.customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::new()
+                        .retry_config(RetryConfig::standard().with_max_attempts(2)),
+                )
+                .send()
+                .await
+        } else {
+            req.send().await
+        }
+        .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
         Ok(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             etag: out.e_tag().unwrap_or_default().to_string(),
@@ -267,6 +299,8 @@ impl ObjectStore for S3Store {
         if range.end <= range.start {
             return Ok(Bytes::new());
         }
+        // No ETag known (a server whose listings carry none): nothing to pin to.
+        let if_match = if_match.filter(|e| !e.is_empty());
         let what = || {
             format!(
                 "get s3://{}/{key} bytes {}-{}",
@@ -285,6 +319,16 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| map_err(&what(), e))?;
+        // A server that ignores If-Match would hand over another version's bytes: the
+        // ETag of what came back must be the one asked for.
+        if let (Some(want), Some(got)) = (if_match, out.e_tag()) {
+            if !same_etag(want, got) {
+                return Err(StoreError::new(
+                    StoreErrorKind::PreconditionFailed,
+                    format!("{}: ETag is {got}, not {want} (the object changed)", what()),
+                ));
+            }
+        }
         let body = out.body.collect().await.map_err(|e| {
             StoreError::new(StoreErrorKind::Other, format!("{}: body: {e}", what()))
         })?;
@@ -488,7 +532,15 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::copy_source;
+    use super::{copy_source, same_etag};
+
+    #[test]
+    fn etags_compare_across_quoting_and_weakness() {
+        assert!(same_etag("\"abc\"", "abc"));
+        assert!(same_etag("W/\"abc\"", "\"abc\""));
+        assert!(!same_etag("\"abc\"", "\"abd\""));
+        assert!(!same_etag("\"abc-2\"", "\"abc\""));
+    }
 
     #[test]
     fn copy_source_percent_encodes_the_key() {
