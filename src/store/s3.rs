@@ -14,7 +14,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, MetadataDirective};
+use aws_sdk_s3::types::{CompletedMultipartUpload, EncodingType, MetadataDirective};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
@@ -124,14 +124,39 @@ where
     let cause = match (&code, err.message(), status) {
         (Some(c), Some(m), _) => format!("{c}: {m}"),
         (Some(c), None, Some(s)) => format!("{c} (HTTP {s})"),
-        (None, _, Some(s)) => format!("HTTP {s}"),
+        (None, _, Some(s)) if s >= 300 => format!("HTTP {s}"),
         _ => {
-            // Dispatch/timeout errors: the innermost cause is the readable part.
+            // Dispatch/timeout errors, or an answer that could not be read (HTTP 200
+            // with a body that does not parse): the innermost cause is the readable part.
             let full = format!("{}", DisplayErrorContext(&err));
             full.rsplit(": ").next().unwrap_or(&full).trim().to_string()
         }
     };
     StoreError::new(kind, format!("{what}: {cause}"))
+}
+
+/// Decode a name of a listing asked for with `encoding-type=url`: `%XX` escapes, and
+/// `+` for a space (as S3 writes them, and as botocore reads them).
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Whether two ETags name the same version: servers differ in quoting them and in
@@ -221,15 +246,27 @@ impl ObjectStore for S3Store {
             .set_delimiter(delimiter.map(str::to_string))
             .set_continuation_token(continuation)
             .set_max_keys(max_keys)
+            // Keys may hold characters XML 1.0 cannot carry (control characters): one
+            // such key would make the whole page unparsable. Servers that honour this
+            // say so in the answer, and only then are the names decoded.
+            .encoding_type(EncodingType::Url)
             .send()
             .await
             .map_err(|e| map_err(&format!("list s3://{}/{prefix}", self.bucket), e))?;
+        let encoded = out.encoding_type() == Some(&EncodingType::Url);
+        let name = |k: &str| {
+            if encoded {
+                url_decode(k)
+            } else {
+                k.to_string()
+            }
+        };
         let objects = out
             .contents()
             .iter()
             .filter_map(|o| {
                 Some(ObjectSummary {
-                    key: o.key()?.to_string(),
+                    key: name(o.key()?),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     etag: o.e_tag().unwrap_or_default().to_string(),
                     last_modified: to_system_time(o.last_modified()),
@@ -240,7 +277,7 @@ impl ObjectStore for S3Store {
         let prefixes = out
             .common_prefixes()
             .iter()
-            .filter_map(|p| p.prefix().map(str::to_string))
+            .filter_map(|p| p.prefix().map(name))
             .collect();
         let next_token = if out.is_truncated().unwrap_or(false) {
             out.next_continuation_token().map(str::to_string)
@@ -532,7 +569,19 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_source, same_etag};
+    use super::{copy_source, same_etag, url_decode};
+
+    #[test]
+    fn url_encoded_listing_names_decode() {
+        assert_eq!(url_decode("ctrl%01char.txt"), "ctrl\u{1}char.txt");
+        assert_eq!(url_decode("with+space%2Bplus"), "with space+plus");
+        assert_eq!(url_decode("caf%C3%A9/%E6%97%A5"), "caf\u{e9}/\u{65e5}");
+        assert_eq!(url_decode("new%0Aline"), "new\nline");
+        // Not an escape: kept as it is.
+        assert_eq!(url_decode("100%"), "100%");
+        assert_eq!(url_decode("50%zz"), "50%zz");
+        assert_eq!(url_decode("a%2"), "a%2");
+    }
 
     #[test]
     fn etags_compare_across_quoting_and_weakness() {
