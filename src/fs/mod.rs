@@ -15,6 +15,7 @@ pub mod prefetch;
 pub mod read;
 pub mod readdir;
 pub mod staging;
+pub mod unlisted;
 pub mod upload;
 pub mod write;
 
@@ -180,6 +181,8 @@ pub struct Filesystem<S> {
     page_gate: tokio::sync::Mutex<()>,
     /// How many statahead HeadObjects run at once.
     statahead: Arc<Limiter>,
+    /// Directories made here that no listing has shown yet.
+    unlisted: unlisted::Unlisted,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -218,6 +221,7 @@ impl<S: ObjectStore> Filesystem<S> {
             mounted_at: now,
             page_gate: tokio::sync::Mutex::new(()),
             statahead,
+            unlisted: Default::default(),
         }
     }
 
@@ -252,6 +256,42 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Resolve `name` in directory `parent`. Adds one kernel reference to the result.
     pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        match self.lookup_in_s3(parent, name).await {
+            Err(e) if e.errno == libc::ENOENT => self.unlisted_dir(parent, name, true).ok_or(e),
+            r => r,
+        }
+    }
+
+    /// A directory made here that S3's listings do not show (yet): it exists. `lookup`:
+    /// the answer is a kernel reference.
+    fn unlisted_dir(&self, parent: u64, name: &[u8], lookup: bool) -> Option<Attr> {
+        let name = std::str::from_utf8(name).ok()?;
+        let dir = self.inodes.get(parent).ok()?;
+        let prefix = dir_prefix(&dir.key, name).ok()?;
+        if !self.unlisted.contains(&prefix) {
+            return None;
+        }
+        let stat = match self.inodes.child(parent, name) {
+            Some(i) if i.kind == Kind::Dir => i.stat(),
+            _ => attr::dir_stat(&self.cfg.defaults, self.mounted_at),
+        };
+        let inode = self.inodes.upsert(
+            parent,
+            name,
+            &prefix,
+            stat,
+            self.valid_until(),
+            None,
+            None,
+            lookup,
+        );
+        Some(Attr {
+            ino: inode.ino,
+            stat,
+        })
+    }
+
+    async fn lookup_in_s3(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         let name = check_request_name(name).map_err(|e| {
             if e.errno == libc::EINVAL {
                 Error::new(libc::ENOENT, e.message)
@@ -430,6 +470,7 @@ impl<S: ObjectStore> Filesystem<S> {
             is_dir = !list.objects.is_empty() || !list.prefixes.is_empty();
         }
         if is_dir {
+            self.unlisted.seen(prefix);
             if object.is_some() && self.warn.first(key) {
                 warn!(
                     key,
@@ -834,8 +875,10 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Files created in this mount and not uploaded yet are entries too.
+    /// Files created in this mount and not uploaded yet are entries too, and so are
+    /// directories made here that the listing did not show.
     fn append_pending(&self, h: &mut DirHandle) {
+        self.append_unlisted(h);
         let inos: Vec<u64> = self.writers.lock().unwrap().keys().copied().collect();
         let listed: std::collections::HashSet<String> =
             h.entries.iter().map(|e| e.name.clone()).collect();
@@ -856,6 +899,29 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    fn append_unlisted(&self, h: &mut DirHandle) {
+        let names = self.unlisted.children(&h.dir.key);
+        if names.is_empty() {
+            return;
+        }
+        let listed: std::collections::HashSet<String> =
+            h.entries.iter().map(|e| e.name.clone()).collect();
+        for name in names {
+            if listed.contains(&name) {
+                continue;
+            }
+            if let Some(a) = self.unlisted_dir(h.dir.ino, name.as_bytes(), false) {
+                let offset = h.entries.len() as u64 + 3;
+                h.entries.push(DirEntry {
+                    ino: a.ino,
+                    offset,
+                    kind: Kind::Dir,
+                    name,
+                });
+            }
+        }
+    }
+
     fn append_entries(&self, h: &mut DirHandle, items: &[Listed]) {
         // In listing mode the listing is the whole truth about an entry; in POSIX mode
         // it is only for an object whose metadata we hold and which it shows unchanged.
@@ -865,6 +931,9 @@ impl<S: ObjectStore> Filesystem<S> {
             self.valid_until()
         };
         for l in items {
+            if l.kind == Kind::Dir {
+                self.unlisted.seen(&l.key_in(&h.dir.key));
+            }
             let ino = match self.inodes.child(h.dir.ino, &l.name) {
                 Some(i)
                     if i.kind == l.kind || (i.kind == Kind::Symlink && l.kind == Kind::File) =>

@@ -85,6 +85,7 @@ impl<S: ObjectStore> Filesystem<S> {
             &Default::default(),
         );
         self.uploader.put(&prefix, Bytes::new(), &opts).await?;
+        self.unlisted.add(&prefix);
         self.meta.invalidate(&prefix).await;
         let inode = self
             .inodes
@@ -158,6 +159,9 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Whether the directory `prefix` holds anything but its marker (here or pending).
     async fn dir_has_children(&self, prefix: &str) -> Result<bool> {
+        if !self.unlisted.under(prefix).is_empty() {
+            return Ok(true);
+        }
         let pending = self
             .writers
             .lock()
@@ -205,6 +209,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .retry(|| self.store.delete(&inode.key))
             .await
             .map_err(Error::from)?;
+        self.unlisted.remove_tree(&inode.key);
         self.name_removed(&dir, name, &inode.key).await;
         Ok(())
     }
@@ -377,6 +382,16 @@ impl<S: ObjectStore> Filesystem<S> {
                 break;
             }
         }
+        // Directories made here that the listing did not show move too.
+        let unlisted = self.unlisted.under(old);
+        for u in unlisted
+            .iter()
+            .chain(self.unlisted.contains(old).then_some(&old.to_string()))
+        {
+            if !keys.iter().any(|k| &k.0 == u) {
+                keys.push((u.clone(), 0, String::new()));
+            }
+        }
         let marker = keys.iter().position(|k| k.0 == old).map(|i| keys.remove(i));
         debug!(old, new, keys = keys.len(), "renaming directory");
         let jobs: Vec<(String, String, u64, String)> = keys
@@ -443,6 +458,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 .await
                 .map_err(Error::from)?;
         }
+        self.unlisted.rename_tree(old, new);
         for (_, w) in moving {
             let mut g = w.lock().await;
             let nk = format!("{new}{}", &g.key[old.len()..]);

@@ -607,3 +607,54 @@ async fn stale_small_directory_is_listed_again_once() {
     assert_eq!(fs.lookup(d.ino, b"f3").await.unwrap().stat.size, 1);
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
 }
+
+#[tokio::test]
+async fn directories_made_here_exist_even_where_listings_skip_markers() {
+    // A server whose listings never show an empty directory's marker: what mkdir made
+    // is still listed, looked up, renamed and removed here (read-your-writes).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new().with_unlisted_markers());
+    let mut cfg = FsConfig::new("", defaults());
+    cfg.write.staging_dir = dir.path().join("staging");
+    // No caching: every lookup asks the store, as after the TTL.
+    cfg.metadata_ttl = Duration::ZERO;
+    let fs = Filesystem::new(store.clone(), cfg, None);
+    let names = |v: Vec<DirEntry>| -> Vec<String> {
+        v.into_iter()
+            .map(|e| e.name)
+            .filter(|n| n != "." && n != "..")
+            .collect()
+    };
+    let d = fs.mkdir(ROOT_INO, b"d", 0o750, ME).await.unwrap();
+    let s = fs.mkdir(d.ino, b"s", 0o700, ME).await.unwrap();
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    assert_eq!(names(fs.readdir(ROOT_INO, fh, 0).await.unwrap()), vec!["d"]);
+    let fh = fs.opendir(d.ino).unwrap();
+    assert_eq!(names(fs.readdir(d.ino, fh, 0).await.unwrap()), vec!["s"]);
+    let again = fs.lookup(d.ino, b"s").await.unwrap();
+    assert_eq!((again.ino, again.stat.perm), (s.ino, 0o700));
+    // Not empty while it holds a directory made here.
+    assert_eq!(
+        fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno,
+        libc::ENOTEMPTY
+    );
+    fs.rename(d.ino, b"s", d.ino, b"t", 0).await.unwrap();
+    assert_eq!(
+        fs.lookup(d.ino, b"s").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    let t = fs.lookup(d.ino, b"t").await.unwrap();
+    assert_eq!(t.stat.kind, Kind::Dir);
+    assert!(store.get("d/t/").is_some() && store.get("d/s/").is_none());
+    fs.rmdir(d.ino, b"t").await.unwrap();
+    assert_eq!(
+        fs.lookup(d.ino, b"t").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    fs.rmdir(ROOT_INO, b"d").await.unwrap();
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"d").await.unwrap_err().errno,
+        libc::ENOENT
+    );
+    assert!(store.keys().is_empty(), "{:?}", store.keys());
+}

@@ -48,6 +48,8 @@ pub struct MemoryStore {
     page_size: usize,
     min_part_size: usize,
     counter: Mutex<u64>,
+    /// Listings skip empty `dir/` markers, as some servers' do.
+    unlisted_markers: bool,
 }
 
 impl Default for MemoryStore {
@@ -69,6 +71,7 @@ impl MemoryStore {
             page_size,
             min_part_size: S3_MIN_PART_SIZE,
             counter: Mutex::new(0),
+            unlisted_markers: false,
         }
     }
 
@@ -76,6 +79,13 @@ impl MemoryStore {
     /// (default [`S3_MIN_PART_SIZE`], as S3 does); tests lower it to use small parts.
     pub fn with_min_part_size(mut self, n: usize) -> Self {
         self.min_part_size = n;
+        self
+    }
+
+    /// Listings leave out empty `dir/` markers (and the prefixes only they make), like
+    /// servers that keep a marker as a real, empty directory and list files only.
+    pub fn with_unlisted_markers(mut self) -> Self {
+        self.unlisted_markers = true;
         self
     }
 
@@ -249,6 +259,9 @@ impl ObjectStore for MemoryStore {
         for (key, obj) in objects.range(prefix.to_string()..) {
             if !key.starts_with(prefix) {
                 break;
+            }
+            if self.unlisted_markers && key.ends_with('/') && obj.body.is_empty() {
+                continue;
             }
             if let Some(a) = &after {
                 let inside_prefix =
