@@ -200,11 +200,7 @@ async fn metadata_cache_expires() {
         heads,
         "served from cache"
     );
-    // Wait past the TTL by polling the clock, not by sleeping a guessed amount.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(60) {
-        tokio::task::yield_now().await;
-    }
+    wait_past(Duration::from_millis(60)).await;
     fs.getattr(f.ino).await.unwrap();
     assert_eq!(
         stats.snapshot(Op::HeadObject).requests,
@@ -581,24 +577,39 @@ async fn fetched_blocks_reach_the_page_cache_only_while_nothing_changed() {
     assert!(push(&fs, offers.into_iter().next().unwrap()).await);
 }
 
-#[tokio::test]
-async fn stale_large_listing_is_listed_again_once_probes_cost_as_much() {
+/// Wait until `d` has passed, by polling the clock (not by sleeping a guessed amount).
+async fn wait_past(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A directory `big` of 3,000 one-byte files, listed once, with the metadata TTL `ttl`.
+async fn listed_big_dir(
+    ttl: Duration,
+    f: impl FnOnce(&mut FsConfig),
+) -> (Filesystem<Store>, Arc<RequestStats>, Attr) {
     let mem = MemoryStore::with_page_size(1000);
     for i in 0..3000 {
         mem.put(&format!("big/f{i:05}"), "x");
     }
-    let ttl = Duration::from_millis(200);
     let (fs, stats) = setup(mem, |c| {
-        c.metadata_source = MetadataSource::Listing;
         c.metadata_ttl = ttl;
+        f(c)
     });
     let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
     assert_eq!(list_names(&fs, big.ino).await.len(), 3000);
-    // Past the TTL (polling the clock): the listing is stale.
-    let start = Instant::now();
-    while start.elapsed() < ttl + Duration::from_millis(10) {
-        tokio::task::yield_now().await;
-    }
+    (fs, stats, big)
+}
+
+#[tokio::test]
+async fn stale_large_listing_is_listed_again_once_probes_cost_as_much() {
+    let ttl = Duration::from_millis(200);
+    let (fs, stats, big) =
+        listed_big_dir(ttl, |c| c.metadata_source = MetadataSource::Listing).await;
+    // Past the TTL: the listing is stale.
+    wait_past(ttl + Duration::from_millis(10)).await;
     stats.reset();
     // An `ls -l` whose attributes expired: one lookup after another. Three probes cost
     // what listing 3,000 names again costs; the fourth lookup lists (3 pages), and the
@@ -629,18 +640,9 @@ async fn stale_listing_lookups_of_listed_files_cost_one_head_each() {
     // POSIX mode, a listing older than the TTL (an `ls -l` that outlasts its listing on
     // a slow or far server): a listed file is answered by its HeadObject alone (joined
     // with statahead's), never by a probe listing as well.
-    let mem = MemoryStore::with_page_size(1000);
-    for i in 0..3000 {
-        mem.put(&format!("big/f{i:05}"), "x");
-    }
     let ttl = Duration::from_millis(200);
-    let (fs, stats) = setup(mem, |c| c.metadata_ttl = ttl);
-    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
-    assert_eq!(list_names(&fs, big.ino).await.len(), 3000);
-    let start = Instant::now();
-    while start.elapsed() < ttl + Duration::from_millis(10) {
-        tokio::task::yield_now().await;
-    }
+    let (fs, stats, big) = listed_big_dir(ttl, |_| {}).await;
+    wait_past(ttl + Duration::from_millis(10)).await;
     stats.reset();
     for i in 0..40 {
         let a = fs
@@ -654,10 +656,7 @@ async fn stale_listing_lookups_of_listed_files_cost_one_head_each() {
     // A listed file deleted since: once the HeadObject statahead cached has expired, a
     // new one finds nothing, and a probe confirms.
     fs.store.delete("big/f02999").await.unwrap();
-    let start = Instant::now();
-    while start.elapsed() < ttl + Duration::from_millis(10) {
-        tokio::task::yield_now().await;
-    }
+    wait_past(ttl + Duration::from_millis(10)).await;
     assert_eq!(
         fs.lookup(big.ino, b"f02999").await.unwrap_err().errno,
         libc::ENOENT
