@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -1003,4 +1003,62 @@ fn parallel_readers_and_writers_finish_with_right_bytes() {
             &format!("out/w{w}"),
         );
     }
+}
+
+/// A 1 MiB tmpfs, unmounted on drop: a cache directory that fills up.
+struct TinyDisk(tempfile::TempDir);
+
+impl TinyDisk {
+    fn new() -> TinyDisk {
+        let d = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(d.path())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mounting a tmpfs needs root, as FUSE mounts here do"
+        );
+        TinyDisk(d)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn full_cache_disk_fails_fsync_and_close_and_keeps_the_object() {
+    // A random write staged on a disk with no room: fsync and close report the failure
+    // (EIO, logged with the key and ENOSPC), the object in S3 stays what it was, and the
+    // mount goes on serving it.
+    let b = Bucket::new("fulldisk");
+    let orig = pattern(4 << 20, 31);
+    b.put("f.bin", orig.clone());
+    let disk = TinyDisk::new();
+    let m = Mount::new(&b.name, &["--cache-dir", disk.0.path().to_str().unwrap()]);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.p("f.bin"))
+        .unwrap();
+    // Short writes are allowed; what matters is that nothing claims durability.
+    let _ = f.write_at(&vec![7u8; 2 << 20], 1 << 20);
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    drop(f);
+    let log = m.log_text();
+    assert!(
+        log.contains("f.bin") && log.contains("No space left on device"),
+        "{log}"
+    );
+    assert_same(&b.get("f.bin"), &orig, "f.bin in S3");
+    assert_same(
+        &std::fs::read(m.p("f.bin")).unwrap(),
+        &orig,
+        "f.bin read back",
+    );
 }
