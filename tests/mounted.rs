@@ -337,6 +337,14 @@ fn zip_archive_reads_through_python() {
         "python3 -c \"import zipfile; z = zipfile.ZipFile('archive.zip'); print(z.testzip(), len(z.namelist()))\"",
     );
     assert_eq!(out.trim(), "None 40");
+    // Python asks each file it opens whether it is a terminal (an ioctl): a plain "not
+    // a tty", never an unimplemented-operation warning per file in the user's log.
+    sh(
+        m.path(),
+        "python3 -c \"import sys; print(open('archive.zip', 'rb').isatty())\"",
+    );
+    let log = m.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
 }
 
 #[test]
