@@ -56,16 +56,7 @@ impl<S: ObjectStore> MetaCache<S> {
 
     /// HeadObject of `key`, from the cache when fresh.
     pub async fn head(&self, key: &str) -> Result<HeadResult> {
-        match &self.cache {
-            None => Self::fetch(self.store.clone(), key.to_string()).await,
-            Some(c) => c
-                .try_get_with(
-                    key.to_string(),
-                    Self::fetch(self.store.clone(), key.to_string()),
-                )
-                .await
-                .map_err(|e: Arc<Error>| (*e).clone()),
-        }
+        self.head_timed(key).await.0
     }
 
     /// [`head`](Self::head), with the round trip of the HeadObject if this call sent

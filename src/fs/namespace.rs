@@ -383,13 +383,9 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         // Directories made here that the listing did not show move too.
-        let unlisted = self.unlisted.under(old);
-        for u in unlisted
-            .iter()
-            .chain(self.unlisted.contains(old).then_some(&old.to_string()))
-        {
-            if !keys.iter().any(|k| &k.0 == u) {
-                keys.push((u.clone(), 0, String::new()));
+        for u in self.unlisted.tree(old) {
+            if !keys.iter().any(|k| k.0 == u) {
+                keys.push((u, 0, String::new()));
             }
         }
         let marker = keys.iter().position(|k| k.0 == old).map(|i| keys.remove(i));

@@ -37,16 +37,22 @@ impl Unlisted {
         self.keys.lock().unwrap().retain(|k| !k.starts_with(prefix));
     }
 
-    /// Records under `prefix` (not `prefix` itself).
-    pub fn under(&self, prefix: &str) -> Vec<String> {
+    /// Records of the directory `prefix` and under it.
+    pub fn tree(&self, prefix: &str) -> Vec<String> {
         self.keys
             .lock()
             .unwrap()
             .range(prefix.to_string()..)
             .take_while(|k| k.starts_with(prefix))
-            .filter(|k| k.as_str() != prefix)
             .cloned()
             .collect()
+    }
+
+    /// Records under `prefix` (not `prefix` itself).
+    pub fn under(&self, prefix: &str) -> Vec<String> {
+        let mut t = self.tree(prefix);
+        t.retain(|k| k != prefix);
+        t
     }
 
     /// Names of the records directly in directory `prefix`.
@@ -86,6 +92,7 @@ mod tests {
         assert_eq!(u.children(""), vec!["a", "ab"]);
         assert_eq!(u.children("a/"), vec!["b", "x"]);
         assert_eq!(u.under("a/").len(), 3);
+        assert_eq!(u.tree("a/").len(), 4);
         u.rename_tree("a/b/", "z/");
         assert!(u.contains("z/") && u.contains("z/c/") && !u.contains("a/b/"));
         u.seen("a/x/");

@@ -6,7 +6,6 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
 use std::time::Instant;
 
 use async_trait::async_trait;
