@@ -24,6 +24,12 @@ use crate::store::ObjectStore;
 /// Largest read/write the kernel sends in one request.
 const MAX_IO: u32 = 1024 * 1024;
 
+/// The I/O size reported in `st_blksize`. Runtimes size their read buffers from it
+/// (Python reads `st_blksize` bytes for a 4 KiB `read`), so it matches the first
+/// ranged GET of a stream: a program that reads a file's head fetches one request's
+/// worth, not the whole file. Sequential readers still get 1 MiB kernel requests.
+const BLKSIZE: u32 = 128 * 1024;
+
 pub struct FuseAdapter<S> {
     fs: Arc<Filesystem<S>>,
     rt: tokio::runtime::Handle,
@@ -172,7 +178,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: st.uid,
         gid: st.gid,
         rdev: 0,
-        blksize: MAX_IO,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }
@@ -479,15 +485,13 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         self.dispatch(
             async move {
-                match fs.readdir(ino.0, fh.0, offset).await {
-                    Ok(entries) => {
-                        for e in entries {
-                            if reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), &e.name) {
-                                break;
-                            }
-                        }
-                        reply.ok();
-                    }
+                let r = fs
+                    .readdir_with(ino.0, fh.0, offset, |e| {
+                        reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), &e.name)
+                    })
+                    .await;
+                match r {
+                    Ok(()) => reply.ok(),
                     Err(e) => reply.error(errno("readdir", &e)),
                 }
             }
@@ -508,31 +512,31 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let fs = self.fs.clone();
         self.dispatch(
             async move {
-                match fs.readdir(ino.0, fh.0, offset).await {
-                    Ok(entries) => {
-                        for e in entries {
-                            // The kernel takes no reference for "." and "..".
-                            let dots = e.name == "." || e.name == "..";
-                            let known = if dots { None } else { fs.entry_attr(&e) };
-                            let (attr, ttl) = known
-                                .unwrap_or_else(|| (placeholder(e.ino, e.kind), Duration::ZERO));
-                            let full = reply.add(
-                                INodeNo(e.ino),
-                                e.offset,
-                                &e.name,
-                                &ttl,
-                                &file_attr(&attr),
-                                Generation(0),
-                            );
-                            if full {
-                                if known.is_some() {
-                                    fs.forget(e.ino, 1);
-                                }
-                                break;
-                            }
+                let r = fs
+                    .readdir_with(ino.0, fh.0, offset, |e| {
+                        // The kernel takes no reference for "." and "..".
+                        let dots = e.name == "." || e.name == "..";
+                        let known = if dots { None } else { fs.entry_attr(e) };
+                        let (attr, ttl) =
+                            known.unwrap_or_else(|| (placeholder(e.ino, e.kind), Duration::ZERO));
+                        let full = reply.add(
+                            INodeNo(e.ino),
+                            e.offset,
+                            &e.name,
+                            &ttl,
+                            &file_attr(&attr),
+                            Generation(0),
+                        );
+                        if full && known.is_some() {
+                            // Not sent: the kernel holds no reference, and the entry is
+                            // offered again (same inode) on its next call.
+                            fs.unreference(e.ino, 1);
                         }
-                        reply.ok();
-                    }
+                        full
+                    })
+                    .await;
+                match r {
+                    Ok(()) => reply.ok(),
                     Err(e) => reply.error(errno("readdirplus", &e)),
                 }
             }

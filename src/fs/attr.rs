@@ -197,6 +197,13 @@ pub fn format_time(t: SystemTime) -> String {
 /// The metadata an upload or a metadata rewrite carries: the POSIX attributes of `st`
 /// (mtime and atime only with `with_times`; otherwise S3's LastModified stands for them),
 /// the content type and the user xattrs.
+/// Bytes of user metadata (names and values of `x-amz-meta-*`) S3 keeps per object.
+pub const USER_META_LIMIT: usize = 2048;
+
+/// What is left of [`USER_META_LIMIT`] for `user.*` xattrs once the POSIX attributes
+/// (`mode`, `uid`, `gid`, `mtime`, `atime`, `ctime`: at most about 120 bytes) are in.
+pub const USER_META_ROOM: usize = USER_META_LIMIT - 160;
+
 pub fn put_options(
     st: &Stat,
     with_times: bool,

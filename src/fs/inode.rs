@@ -1,6 +1,8 @@
 //! The inode table: stable inode numbers for (parent, name) pairs, the key each maps to,
-//! cached attributes with their expiry, and the kernel's lookup counts (an inode leaves
-//! the table when the kernel forgets it).
+//! cached attributes with their expiry, and the kernel's lookup counts. An inode leaves
+//! the table when the kernel forgets it; inodes the kernel holds no reference to (made
+//! by a listing, or whose READDIRPLUS entry did not fit) wait in a bounded LRU and are
+//! evicted from it, so listing a huge bucket does not grow the table for ever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,12 +87,65 @@ impl Inode {
     }
 }
 
-#[derive(Debug)]
 struct Tables {
     by_ino: HashMap<u64, Arc<Inode>>,
     by_name: HashMap<(u64, String), u64>,
     next: u64,
+    /// Inodes with no kernel reference, least recently used first.
+    idle: lru::LruCache<u64, ()>,
+    /// How many of them are kept.
+    idle_cap: usize,
 }
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables")
+            .field("inodes", &self.by_ino.len())
+            .field("idle", &self.idle.len())
+            .finish()
+    }
+}
+
+impl Tables {
+    /// `ino` has no kernel reference: keep it while it is among the `idle_cap` most
+    /// recently used such inodes.
+    fn idle(&mut self, ino: u64) {
+        self.idle.put(ino, ());
+        while self.idle.len() > self.idle_cap {
+            let Some((old, ())) = self.idle.pop_lru() else {
+                break;
+            };
+            let unreferenced = self
+                .by_ino
+                .get(&old)
+                .is_some_and(|i| i.state.lock().unwrap().lookups == 0);
+            if unreferenced {
+                self.evict(old);
+            }
+        }
+    }
+
+    /// `ino` gained a kernel reference: it is no longer a candidate for eviction.
+    fn referenced(&mut self, ino: u64) {
+        self.idle.pop(&ino);
+    }
+
+    fn evict(&mut self, ino: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Some(inode) = self.by_ino.remove(&ino) {
+            let k = (inode.parent, inode.name.clone());
+            if self.by_name.get(&k) == Some(&ino) {
+                self.by_name.remove(&k);
+            }
+        }
+        self.idle.pop(&ino);
+    }
+}
+
+/// Inodes without a kernel reference kept by default (see [`InodeTable::with_idle_cap`]).
+pub const IDLE_INODES: usize = 32_768;
 
 /// All inodes the kernel may refer to.
 #[derive(Debug)]
@@ -115,8 +170,16 @@ impl InodeTable {
                 by_ino,
                 by_name: HashMap::new(),
                 next: ROOT_INO + 1,
+                idle: lru::LruCache::unbounded(),
+                idle_cap: IDLE_INODES,
             }),
         }
+    }
+
+    /// Keep at most `cap` inodes that the kernel holds no reference to.
+    pub fn with_idle_cap(self, cap: usize) -> Self {
+        self.t.lock().unwrap().idle_cap = cap;
+        self
     }
 
     pub fn get(&self, ino: u64) -> Result<Arc<Inode>> {
@@ -167,6 +230,9 @@ impl InodeTable {
                         s.lookups += 1;
                     }
                     drop(s);
+                    if lookup {
+                        t.referenced(ino);
+                    }
                     return inode;
                 }
             }
@@ -189,14 +255,53 @@ impl InodeTable {
             kind: state.stat.kind,
             state: Mutex::new(state),
         });
+        let unreferenced = inode.state.lock().unwrap().lookups == 0;
         t.by_ino.insert(ino, inode.clone());
         t.by_name.insert((parent, name.to_string()), ino);
+        if unreferenced {
+            t.idle(ino);
+        }
         inode
     }
 
     /// One more kernel reference to `inode` (a lookup answered from local state).
     pub fn add_lookup(&self, inode: &Inode) {
+        let mut t = self.t.lock().unwrap();
         inode.state.lock().unwrap().lookups += 1;
+        t.referenced(inode.ino);
+    }
+
+    /// One more kernel reference to `ino` (a READDIRPLUS entry), if it is in the table.
+    pub fn reference(&self, ino: u64) -> Option<Arc<Inode>> {
+        let mut t = self.t.lock().unwrap();
+        let inode = t.by_ino.get(&ino).cloned()?;
+        inode.state.lock().unwrap().lookups += 1;
+        t.referenced(ino);
+        Some(inode)
+    }
+
+    /// Take back `n` references counted for entries the kernel did not receive (a
+    /// READDIRPLUS entry that did not fit): the inode stays, as it was before, and
+    /// becomes idle again if nothing else holds it.
+    pub fn unreference(&self, ino: u64, n: u64) {
+        let mut t = self.t.lock().unwrap();
+        let Some(inode) = t.by_ino.get(&ino).cloned() else {
+            return;
+        };
+        let left = {
+            let mut s = inode.state.lock().unwrap();
+            s.lookups = s.lookups.saturating_sub(n);
+            s.lookups
+        };
+        if left == 0 && ino != ROOT_INO {
+            t.idle(ino);
+        }
+    }
+
+    /// Inodes in the table, and how many of them the kernel holds no reference to.
+    pub fn counts(&self) -> (usize, usize) {
+        let t = self.t.lock().unwrap();
+        (t.by_ino.len(), t.idle.len())
     }
 
     /// Insert a new inode for `name` in `parent` (create, mkdir, symlink), replacing any
@@ -291,11 +396,7 @@ impl InodeTable {
             s.lookups
         };
         if left == 0 {
-            t.by_ino.remove(&ino);
-            let k = (inode.parent, inode.name.clone());
-            if t.by_name.get(&k) == Some(&ino) {
-                t.by_name.remove(&k);
-            }
+            t.evict(ino);
         }
     }
 

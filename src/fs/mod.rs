@@ -58,6 +58,8 @@ pub struct FsConfig {
     /// How many entries ahead of the reader statahead looks.
     pub statahead_window: usize,
     pub write: WriteConfig,
+    /// Inodes without a kernel reference kept for reuse (see `inode`).
+    pub idle_inodes: usize,
 }
 
 impl FsConfig {
@@ -72,6 +74,7 @@ impl FsConfig {
             statahead_concurrency: 256,
             statahead_window: 4096,
             write: WriteConfig::new(std::env::temp_dir().join("bucketfs-staging")),
+            idle_inodes: inode::IDLE_INODES,
         }
     }
 }
@@ -125,6 +128,10 @@ const PROBE_PAGE: i32 = 32;
 /// The name of the root xattr that reports request counts (reading it) and resets them
 /// (writing `reset`).
 pub const STATS_XATTR: &str = "user.bucketfs.stats";
+
+/// The name of the root xattr that reports the inode table's size as JSON:
+/// `{"inodes":N,"idle":M}` (idle: inodes the kernel holds no reference to).
+pub const INODES_XATTR: &str = "user.bucketfs.inodes";
 
 struct DirHandle {
     dir: Arc<Inode>,
@@ -203,7 +210,7 @@ impl<S: ObjectStore> Filesystem<S> {
         Filesystem {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
             reader: Reader::new(store.clone(), cfg.prefetch),
-            inodes: InodeTable::new(&cfg.root_prefix, root),
+            inodes: InodeTable::new(&cfg.root_prefix, root).with_idle_cap(cfg.idle_inodes),
             writers: Mutex::new(HashMap::new()),
             uploader: Arc::new(Uploader::new(store.clone(), cfg.write.clone())),
             store,
@@ -750,8 +757,29 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Entries from position `offset` on (0 = start); at least one page's worth unless
-    /// the directory is exhausted (then empty).
+    /// the directory is exhausted (then empty). For tests and callers that want them
+    /// all; the FUSE adapter uses [`readdir_with`](Self::readdir_with).
     pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        self.readdir_with(ino, fh, offset, |e| {
+            out.push(e.clone());
+            false
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Hand the entries from position `offset` on (0 = start) to `add`, one at a time,
+    /// until it answers `true` (the kernel's buffer is full) or the entries loaded so far
+    /// (at least one page's worth, unless the directory is exhausted) run out. Only the
+    /// entries handed over are touched, so reading a directory of n entries costs O(n)
+    /// over all calls, cached or not. Every entry handed over names an inode that is in
+    /// the table (one evicted since the listing is made again), so READDIRPLUS can
+    /// count a reference to it.
+    pub async fn readdir_with<F>(&self, ino: u64, fh: u64, offset: u64, mut add: F) -> Result<()>
+    where
+        F: FnMut(&DirEntry) -> bool,
+    {
         let h = self
             .dirs
             .lock()
@@ -765,41 +793,84 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         if offset == 0 {
             self.start_listing(&mut h);
-        }
-        let mut out = Vec::new();
-        if offset == 0 {
-            out.push(DirEntry {
+            let dot = DirEntry {
                 ino,
                 offset: 1,
                 kind: Kind::Dir,
                 name: ".".into(),
-            });
+            };
+            if add(&dot) {
+                return Ok(());
+            }
         }
         if offset <= 1 {
-            out.push(DirEntry {
+            let dotdot = DirEntry {
                 ino: h.dir.parent,
                 offset: 2,
                 kind: Kind::Dir,
                 name: "..".into(),
-            });
+            };
+            if add(&dotdot) {
+                return Ok(());
+            }
         }
         let start = offset.saturating_sub(2) as usize;
         while h.entries.len() <= start && !h.done {
             self.next_page(&mut h).await?;
         }
-        out.extend(h.entries.iter().skip(start).cloned());
-        Ok(out)
+        let dir = h.dir.ino;
+        for i in start..h.entries.len() {
+            self.ensure_entry_inode(dir, &mut h.entries[i]);
+            if add(&h.entries[i]) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Point `e` at a live inode: the one its name has now, or a new one with default
+    /// attributes that the kernel will look up before use (the listing's inode was
+    /// evicted, or replaced, since).
+    fn ensure_entry_inode(&self, dir: u64, e: &mut DirEntry) {
+        if self.inodes.get(e.ino).is_ok() {
+            return;
+        }
+        if let Some(i) = self.inodes.child(dir, &e.name) {
+            e.ino = i.ino;
+            e.kind = i.kind;
+            return;
+        }
+        let Ok(d) = self.inodes.get(dir) else {
+            return;
+        };
+        let (key, stat) = match e.kind {
+            Kind::Dir => (
+                format!("{}{}/", d.key, e.name),
+                attr::dir_stat(&self.cfg.defaults, self.mounted_at),
+            ),
+            kind => {
+                let mut st = attr::dir_stat(&self.cfg.defaults, self.mounted_at);
+                st.kind = kind;
+                st.size = 0;
+                st.perm = self.cfg.defaults.file_mode;
+                (format!("{}{}", d.key, e.name), st)
+            }
+        };
+        let inode = self
+            .inodes
+            .upsert(dir, &e.name, &key, stat, Instant::now(), None, None, false);
+        e.ino = inode.ino;
     }
 
     /// Attributes of a readdir entry for READDIRPLUS, known without a request, and how
     /// long the kernel may keep them: zero when they are only the listing's guess (POSIX
     /// mode before the object's metadata is known), so the kernel looks the name up
-    /// before using it. Counts one kernel reference, as a lookup does; `None` if the
-    /// inode is gone (the caller then gives the kernel a placeholder valid for zero time).
+    /// before using it. Counts one kernel reference, as a lookup does (take it back with
+    /// [`unreference`](Self::unreference) if the entry does not reach the kernel); `None`
+    /// if the inode is gone.
     pub fn entry_attr(&self, e: &DirEntry) -> Option<(Attr, Duration)> {
-        let inode = self.inodes.get(e.ino).ok()?;
-        let mut s = inode.state.lock().unwrap();
-        s.lookups += 1;
+        let inode = self.inodes.reference(e.ino)?;
+        let s = inode.state.lock().unwrap();
         // Never longer than a lookup's (a file open for writing holds its attributes
         // indefinitely, but the kernel should still come back within the TTL).
         let ttl = s
@@ -813,6 +884,17 @@ impl<S: ObjectStore> Filesystem<S> {
             },
             ttl,
         ))
+    }
+
+    /// Take back references [`entry_attr`](Self::entry_attr) counted for an entry the
+    /// kernel did not receive. Unlike a FORGET, the inode stays in the table.
+    pub fn unreference(&self, ino: u64, n: u64) {
+        self.inodes.unreference(ino, n);
+    }
+
+    /// Inodes in the table, and how many of them the kernel holds no reference to.
+    pub fn inode_counts(&self) -> (usize, usize) {
+        self.inodes.counts()
     }
 
     fn start_listing(&self, h: &mut DirHandle) {
@@ -1188,6 +1270,10 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Ok(s.to_json().into_bytes());
             }
         }
+        if ino == ROOT_INO && name == INODES_XATTR {
+            let (all, idle) = self.inode_counts();
+            return Ok(format!("{{\"inodes\":{all},\"idle\":{idle}}}").into_bytes());
+        }
         // Only the user namespace maps to S3 metadata; security.*, system.* (ACLs) and
         // trusted.* never exist here, and `ls -l` asks for them on every file.
         if !name.starts_with("user.") {
@@ -1255,6 +1341,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -60,14 +60,22 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Record an upload of `ino` with ETag `etag`.
+    /// A listing of the parent that was requested before this upload landed may lack
+    /// the file, so the parent's listing is marked changed under its name (as at create):
+    /// lookups ask again and the next readdir lists again.
     async fn uploaded(&self, ino: u64, key: &str, etag: &str, w: &Writer) {
         self.meta.invalidate(key).await;
         if let Ok(inode) = self.inodes.get(ino) {
-            let mut s = inode.state.lock().unwrap();
-            s.stat = w.stat;
-            s.meta = None;
-            s.listed_etag = Some(etag.to_string());
-            s.local_etag = Some(etag.to_string());
+            {
+                let mut s = inode.state.lock().unwrap();
+                s.stat = w.stat;
+                s.meta = None;
+                s.listed_etag = Some(etag.to_string());
+                s.local_etag = Some(etag.to_string());
+            }
+            if let Ok(dir) = self.inodes.get(inode.parent) {
+                self.dir_changed(&dir, &inode.name);
+            }
         }
     }
 
@@ -282,12 +290,26 @@ impl<S: ObjectStore> Filesystem<S> {
             .writer(f.ino)
             .ok_or_else(|| Error::new(libc::EBADF, "file is no longer open for writing"))?;
         let mut g = w.lock().await;
+        self.check_size(&g.key, offset.checked_add(data.len() as u64))?;
         let r = g.write(&self.uploader, offset, data).await;
         self.mirror(f.ino, &g);
         if let Err(e) = &r {
             error!(key = %g.key, "write failed: {}", e.message);
         }
         r.map(|_| data.len() as u32)
+    }
+
+    /// EFBIG when a file of `key` would reach `end` bytes, beyond what S3 (or
+    /// `--max-file-size`) stores: refused at once, before anything is staged or sent.
+    fn check_size(&self, key: &str, end: Option<u64>) -> Result<()> {
+        let max = self.uploader.cfg.max_file_size;
+        match end {
+            Some(n) if n <= max => Ok(()),
+            _ => Err(Error::new(
+                libc::EFBIG,
+                format!("{key}: a file here can hold at most {max} bytes"),
+            )),
+        }
     }
 
     /// Upload what the file holds now (close's flush, fsync). The error, if any, is
@@ -311,8 +333,13 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// flush (each close) and fsync: the file's content is in S3 when this returns Ok.
+    /// A handle open only for reading commits nothing: its close must not publish what
+    /// another handle is still writing.
     pub async fn flush(&self, fh: u64) -> Result<()> {
         let f = self.open_file(fh)?;
+        if !f.writable {
+            return Ok(());
+        }
         let Some(w) = self.writer(f.ino) else {
             return Ok(());
         };
@@ -399,6 +426,9 @@ impl<S: ObjectStore> Filesystem<S> {
                 ));
             }
             return self.update_dir(&inode, |st, _, _| apply(st, &ch)).await;
+        }
+        if let Some(n) = ch.size {
+            self.check_size(&inode.key, Some(n))?;
         }
         let w = self.take_writer(&inode, ch.size == Some(0)).await?;
         let r = async {
@@ -539,6 +569,23 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             match &value {
                 Some(v) => {
+                    let others: usize = user
+                        .iter()
+                        .filter(|(k, _)| **k != short)
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum();
+                    if others + short.len() + v.len() > attr::USER_META_ROOM {
+                        return Err(Error::new(
+                            libc::E2BIG,
+                            format!(
+                                "{}: {name}: S3 keeps at most {} bytes of user metadata per \
+                                 object ({} are taken by the file's mode, owner and times)",
+                                inode.key,
+                                attr::USER_META_LIMIT,
+                                attr::USER_META_LIMIT - attr::USER_META_ROOM
+                            ),
+                        ));
+                    }
                     user.insert(short.clone(), v.clone());
                 }
                 None => {

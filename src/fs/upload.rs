@@ -27,6 +27,8 @@ pub const MIN_PART: u64 = 5 * 1024 * 1024;
 pub const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
 /// Largest object a single CopyObject may copy.
 pub const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object S3 stores: 5 TiB.
+pub const MAX_OBJECT: u64 = 5 << 40;
 const MIB: u64 = 1024 * 1024;
 
 /// How uploads behave.
@@ -45,6 +47,9 @@ pub struct WriteConfig {
     /// Largest object copied with one CopyObject; larger ones are copied part by part
     /// (S3's limit is 5 GiB; tests lower it).
     pub copy_limit: u64,
+    /// Largest file size a write or truncate may reach (EFBIG beyond; at most S3's
+    /// 5 TiB object limit).
+    pub max_file_size: u64,
 }
 
 impl WriteConfig {
@@ -56,6 +61,7 @@ impl WriteConfig {
             staging_dir,
             attempts: 3,
             copy_limit: MAX_COPY,
+            max_file_size: MAX_OBJECT,
         }
     }
 }
@@ -75,6 +81,7 @@ impl<S: ObjectStore> Uploader<S> {
         cfg.concurrency = cfg.concurrency.max(1);
         cfg.attempts = cfg.attempts.max(1);
         cfg.copy_limit = cfg.copy_limit.clamp(1, MAX_COPY);
+        cfg.max_file_size = cfg.max_file_size.min(MAX_OBJECT);
         let budget_kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2);
         Uploader {
             store,

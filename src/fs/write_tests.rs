@@ -7,9 +7,9 @@ use crate::store::faulty::{FaultTarget, FaultyStore};
 use crate::store::memory::MemoryStore;
 use crate::store::StoreErrorKind;
 
-const MIB: usize = 1024 * 1024;
+pub(super) const MIB: usize = 1024 * 1024;
 
-fn defaults() -> Defaults {
+pub(super) fn defaults() -> Defaults {
     Defaults {
         uid: 1000,
         gid: 1000,
@@ -18,19 +18,19 @@ fn defaults() -> Defaults {
     }
 }
 
-const ME: Owner = Owner {
+pub(super) const ME: Owner = Owner {
     uid: 1000,
     gid: 1000,
 };
 
-struct Env<S: ObjectStore> {
-    fs: Filesystem<CountingStore<S>>,
-    stats: Arc<RequestStats>,
-    store: Arc<CountingStore<S>>,
-    _dir: tempfile::TempDir,
+pub(super) struct Env<S: ObjectStore> {
+    pub(super) fs: Filesystem<CountingStore<S>>,
+    pub(super) stats: Arc<RequestStats>,
+    pub(super) store: Arc<CountingStore<S>>,
+    pub(super) _dir: tempfile::TempDir,
 }
 
-fn env<S: ObjectStore>(inner: S) -> Env<S> {
+pub(super) fn env<S: ObjectStore>(inner: S) -> Env<S> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CountingStore::new(inner));
     let stats = store.stats();
@@ -46,19 +46,19 @@ fn env<S: ObjectStore>(inner: S) -> Env<S> {
     }
 }
 
-fn pattern(n: usize, seed: u8) -> Vec<u8> {
+pub(super) fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
         .collect()
 }
 
-async fn write_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, at: u64, data: &[u8]) {
+pub(super) async fn write_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, at: u64, data: &[u8]) {
     for (i, c) in data.chunks(MIB).enumerate() {
         fs.write(fh, at + (i * MIB) as u64, c).await.unwrap();
     }
 }
 
-async fn read_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, len: usize) -> Vec<u8> {
+pub(super) async fn read_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::new();
     while out.len() < len {
         let b = fs.read(fh, out.len() as u64, MIB as u32).await.unwrap();
@@ -70,7 +70,7 @@ async fn read_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, len: usize) -> Ve
     out
 }
 
-fn count(stats: &RequestStats, op: Op) -> u64 {
+pub(super) fn count(stats: &RequestStats, op: Op) -> u64 {
     stats.snapshot(op).requests
 }
 

@@ -96,7 +96,41 @@ impl S3Store {
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
+
+    /// One GetObject of `range`, checked to be of the version `if_match` names.
+    async fn get_once(
+        &self,
+        key: &str,
+        range: &Range<u64>,
+        if_match: Option<&str>,
+        what: &str,
+    ) -> StoreResult<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_if_match(if_match.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_err(what, e))?;
+        // A server that ignores If-Match would hand over another version's bytes: the
+        // ETag of what came back must be the one asked for.
+        if let (Some(want), Some(got)) = (if_match, out.e_tag()) {
+            if !same_etag(want, got) {
+                return Err(StoreError::new(
+                    StoreErrorKind::PreconditionFailed,
+                    format!("{what}: ETag is {got}, not {want} (the object changed)"),
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// How many times one ranged GET resumes a body cut off part-way before it fails.
+const BODY_RESUMES: u32 = 8;
 
 /// Map an SDK error to our kinds, with a message naming the bucket/key and the cause.
 fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
@@ -338,38 +372,56 @@ impl ObjectStore for S3Store {
         }
         // No ETag known (a server whose listings carry none): nothing to pin to.
         let if_match = if_match.filter(|e| !e.is_empty());
-        let what = || {
+        let what = |r: &Range<u64>| {
             format!(
                 "get s3://{}/{key} bytes {}-{}",
                 self.bucket,
-                range.start,
-                range.end - 1
+                r.start,
+                r.end - 1
             )
         };
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .set_if_match(if_match.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| map_err(&what(), e))?;
-        // A server that ignores If-Match would hand over another version's bytes: the
-        // ETag of what came back must be the one asked for.
-        if let (Some(want), Some(got)) = (if_match, out.e_tag()) {
-            if !same_etag(want, got) {
+        // A body cut off part-way (a connection reset, a proxy timeout) is resumed from
+        // the byte where it stopped, with the same If-Match, so the pieces are one version.
+        let mut buf = bytes::BytesMut::new();
+        let mut cuts = 0;
+        loop {
+            let rest = range.start + buf.len() as u64..range.end;
+            let out = self.get_once(key, &rest, if_match, &what(&rest)).await?;
+            let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
+            if buf.is_empty() {
+                buf.reserve(expected.unwrap_or(rest.end - rest.start) as usize);
+            }
+            let before = buf.len();
+            let mut body = out.body;
+            let cut = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => {
+                        let got = (buf.len() - before) as u64;
+                        break expected
+                            .filter(|&n| got < n)
+                            .map(|n| format!("the body ended after {got} of {n} bytes"));
+                    }
+                    Err(e) => break Some(format!("{}", DisplayErrorContext(&e))),
+                }
+            };
+            let Some(cause) = cut else {
+                return Ok(buf.freeze());
+            };
+            cuts += 1;
+            let at = range.start + buf.len() as u64;
+            if cuts > BODY_RESUMES || at >= range.end {
                 return Err(StoreError::new(
-                    StoreErrorKind::PreconditionFailed,
-                    format!("{}: ETag is {got}, not {want} (the object changed)", what()),
+                    StoreErrorKind::Other,
+                    format!(
+                        "{}: the download was cut off {cuts} times (last at byte {at}: {cause})",
+                        what(&range)
+                    ),
                 ));
             }
+            tracing::debug!(key, at, cuts, "download cut off ({cause}): resuming");
+            tokio::time::sleep(Duration::from_millis(50 << cuts.min(6))).await;
         }
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::new(StoreErrorKind::Other, format!("{}: body: {e}", what()))
-        })?;
-        Ok(body.into_bytes())
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {

@@ -1,0 +1,232 @@
+//! Unit tests of lifecycle defects found by review and fault runs (issue 11): each
+//! failed on the code before its fix.
+
+use super::write_tests::{count, env, pattern, write_all, ME, MIB};
+use super::*;
+use crate::store::counting::Op;
+use crate::store::memory::MemoryStore;
+
+/// Every name a full readdir pass of `ino` gives, without "." and "..".
+async fn names<S: ObjectStore>(fs: &Filesystem<S>, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = fs.readdir(ino, fh, offset).await.unwrap();
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        out.extend(
+            page.into_iter()
+                .map(|e| e.name)
+                .filter(|n| n != "." && n != ".."),
+        );
+    }
+    fs.releasedir(fh);
+    out
+}
+
+#[tokio::test]
+async fn a_readers_close_does_not_publish_a_file_being_written() {
+    let e = env(MemoryStore::new());
+    let (a, w) = e.fs.create(ROOT_INO, b"half", 0o644, ME).await.unwrap();
+    write_all(&e.fs, w.fh, 0, &pattern(12 * MIB, 3)).await;
+    // `cat half` (or a backup tool) opens it read-only and closes it.
+    let r = e.fs.open(a.ino, libc::O_RDONLY).await.unwrap();
+    e.fs.flush(r.fh).await.unwrap();
+    e.fs.release(r.fh).await.unwrap();
+    assert!(
+        e.store.inner().get("half").is_none(),
+        "a partial object became visible"
+    );
+    assert_eq!(count(&e.stats, Op::CompleteMultipartUpload), 0);
+    assert_eq!(count(&e.stats, Op::PutObject), 0);
+    // The writer's own close publishes the whole file.
+    write_all(&e.fs, w.fh, 12 * MIB as u64, b"end").await;
+    e.fs.flush(w.fh).await.unwrap();
+    e.fs.release(w.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("half").unwrap().len(), 12 * MIB + 3);
+}
+
+#[tokio::test]
+async fn sizes_beyond_the_object_limit_fail_with_efbig_at_once() {
+    let e = env(MemoryStore::new());
+    e.store.inner().put("f", "data");
+    let f = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let huge = SetAttr {
+        size: Some(999_999_999_999_999),
+        ..Default::default()
+    };
+    let err = e.fs.setattr(f.ino, huge).await.unwrap_err();
+    assert_eq!(err.errno, libc::EFBIG);
+    let (_, o) = e.fs.create(ROOT_INO, b"g", 0o644, ME).await.unwrap();
+    let err = e.fs.write(o.fh, 5 << 40, b"x").await.unwrap_err();
+    assert_eq!(err.errno, libc::EFBIG);
+    let err = e.fs.write(o.fh, u64::MAX - 1, b"xy").await.unwrap_err();
+    assert_eq!(err.errno, libc::EFBIG);
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    // Nothing was staged or sent for the refused sizes.
+    assert_eq!(e.store.inner().get("f").unwrap(), "data");
+    assert_eq!(e.store.inner().get("g").unwrap(), "");
+    assert_eq!(count(&e.stats, Op::UploadPart), 0);
+    assert_eq!(e.fs.getattr(f.ino).await.unwrap().stat.size, 4);
+}
+
+#[tokio::test]
+async fn oversized_user_metadata_is_refused_when_set_not_at_close() {
+    let e = env(MemoryStore::new());
+    let big = vec![b'v'; 64 * 1024];
+    // On a file being written: the set fails, and the file still reaches S3.
+    let (a, o) = e.fs.create(ROOT_INO, b"open", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"payload").await.unwrap();
+    let err = e.fs.setxattr(a.ino, b"user.big", &big).await.unwrap_err();
+    assert_eq!(err.errno, libc::E2BIG);
+    e.fs.setxattr(a.ino, b"user.small", b"ok").await.unwrap();
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(e.store.inner().get("open").unwrap(), "payload");
+    assert_eq!(e.store.inner().meta("open").unwrap().1["small"], "ok");
+    // On a closed file: refused, nothing rewritten.
+    let copies = count(&e.stats, Op::CopyObject);
+    let err = e.fs.setxattr(a.ino, b"user.big", &big).await.unwrap_err();
+    assert_eq!(err.errno, libc::E2BIG);
+    assert_eq!(count(&e.stats, Op::CopyObject), copies);
+    // Many small ones add up to the same limit.
+    let v = vec![b'v'; 500];
+    for i in 0..3 {
+        let name = format!("user.k{i}");
+        e.fs.setxattr(a.ino, name.as_bytes(), &v).await.unwrap();
+    }
+    let err = e.fs.setxattr(a.ino, b"user.k3", &v).await.unwrap_err();
+    assert_eq!(err.errno, libc::E2BIG);
+    // Replacing a value counts the new one only.
+    e.fs.setxattr(a.ino, b"user.k2", &v).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_file_is_in_every_later_listing_and_lookup() {
+    let e = env(MemoryStore::new());
+    e.store.inner().put("other", "x");
+    let (_, o) = e.fs.create(ROOT_INO, b"new", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"hello").await.unwrap();
+    // Another process lists the directory while the file is being written: S3 does not
+    // have it yet, the mount shows it as an open file.
+    assert_eq!(names(&e.fs, ROOT_INO).await, ["other", "new"]);
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    // After close, within the metadata TTL: listed and found.
+    let mut after = names(&e.fs, ROOT_INO).await;
+    after.sort();
+    assert_eq!(after, ["new", "other"]);
+    let a = e.fs.lookup(ROOT_INO, b"new").await.unwrap();
+    assert_eq!(a.stat.size, 5);
+}
+
+/// A memory store with `n` objects `d/fNNNNN`, and the filesystem over it with at most
+/// `idle` unreferenced inodes; returns the inode of `d`.
+async fn big_dir(n: usize, idle: usize) -> (super::write_tests::Env<MemoryStore>, u64) {
+    let mem = MemoryStore::new();
+    for i in 0..n {
+        mem.put(&format!("d/f{i:05}"), "x");
+    }
+    let mut e = env(mem);
+    let store = e.store.clone();
+    let mut cfg = FsConfig::new("", super::write_tests::defaults());
+    cfg.idle_inodes = idle;
+    e.fs = Filesystem::new(store, cfg, Some(e.stats.clone()));
+    let d = e.fs.lookup(ROOT_INO, b"d").await.unwrap();
+    (e, d.ino)
+}
+
+#[tokio::test]
+async fn listing_without_lookups_leaves_a_bounded_inode_table() {
+    let (e, d) = big_dir(5_000, 1_000).await;
+    assert_eq!(names(&e.fs, d).await.len(), 5_000);
+    let (all, idle) = e.fs.inode_counts();
+    assert!(idle <= 1_000, "{idle} idle inodes kept");
+    assert!(all <= 1_002, "{all} inodes after listing 5,000 names");
+    // `ls | head`: a handle read partly and closed leaves no more.
+    let fh = e.fs.opendir(d).unwrap();
+    let first = e.fs.readdir(d, fh, 0).await.unwrap();
+    assert!(first.len() > 10);
+    e.fs.releasedir(fh);
+    assert!(e.fs.inode_counts().0 <= 1_002);
+    // Referenced inodes are never evicted, however many names are listed after them.
+    let a = e.fs.lookup(d, b"f00001").await.unwrap();
+    names(&e.fs, d).await;
+    assert_eq!(e.fs.getattr(a.ino).await.unwrap().ino, a.ino);
+}
+
+#[tokio::test]
+async fn an_entry_that_did_not_fit_is_offered_again_with_its_inode() {
+    let (e, d) = big_dir(50, 1_000).await;
+    let fh = e.fs.opendir(d).unwrap();
+    // A READDIRPLUS buffer that takes 10 entries: the 11th is counted, then taken back.
+    let mut sent = Vec::new();
+    let mut refused = None;
+    e.fs.readdir_with(d, fh, 0, |x| {
+        let (a, _) = e.fs.entry_attr(x).expect("every entry has a live inode");
+        if sent.len() == 10 {
+            refused = Some(a.ino);
+            e.fs.unreference(a.ino, 1);
+            return true;
+        }
+        sent.push(x.clone());
+        false
+    })
+    .await
+    .unwrap();
+    let refused = refused.unwrap();
+    let next = sent.last().unwrap().offset;
+    let mut again = None;
+    e.fs.readdir_with(d, fh, next, |x| {
+        again = Some((x.ino, e.fs.entry_attr(x).map(|(a, _)| a)));
+        true
+    })
+    .await
+    .unwrap();
+    let (ino, attr) = again.unwrap();
+    assert_eq!(
+        ino, refused,
+        "the entry came back with another inode number"
+    );
+    let attr = attr.expect("the entry's inode was evicted");
+    assert_eq!(attr.stat.kind, Kind::File);
+    assert_eq!(attr.stat.size, 1);
+    e.fs.releasedir(fh);
+}
+
+#[tokio::test]
+async fn reading_a_directory_touches_each_entry_once_per_pass() {
+    let (e, d) = big_dir(40_000, 100_000).await;
+    for pass in 0..2 {
+        let fh = e.fs.opendir(d).unwrap();
+        let (mut offset, mut visits, mut calls, mut got) = (0, 0usize, 0usize, 0usize);
+        loop {
+            calls += 1;
+            let mut last = None;
+            let mut taken = 0;
+            e.fs.readdir_with(d, fh, offset, |x| {
+                visits += 1;
+                if taken == 100 {
+                    return true;
+                }
+                taken += 1;
+                last = Some(x.offset);
+                false
+            })
+            .await
+            .unwrap();
+            let Some(l) = last else { break };
+            got += taken;
+            offset = l;
+        }
+        e.fs.releasedir(fh);
+        assert_eq!(got, 40_002, "pass {pass}");
+        // Each call looks at the entries it hands over and one more.
+        assert!(
+            visits <= got + calls,
+            "pass {pass}: {visits} visits in {calls} calls"
+        );
+    }
+}
