@@ -95,6 +95,14 @@ pub struct MountArgs {
     /// Memory for prefetched read data across all open files, in MiB.
     #[arg(long, default_value = "160")]
     pub max_memory: u64,
+    /// Inodes kept in memory that the kernel holds no reference to (names a listing
+    /// showed but nothing looked up); the least recently used beyond this are dropped.
+    #[arg(long, default_value = "32768")]
+    pub max_idle_inodes: usize,
+    /// Largest file size in bytes a write or truncate may reach (EFBIG beyond);
+    /// at most S3's object limit, 5 TiB.
+    #[arg(long, default_value = "5497558138880")]
+    pub max_file_size: u64,
     /// Kernel readahead for the mount, in KiB (set when running as root; the kernel's
     /// default for FUSE is 128, which costs a daemon round trip per 128 KiB read).
     #[arg(long, default_value = "1024")]

@@ -218,6 +218,19 @@ fn errno(op: &str, e: &Error) -> Errno {
     Errno::from_i32(e.errno)
 }
 
+/// The thread group (process) of thread `pid`, as FUSE requests name the calling thread;
+/// `pid` itself when /proc cannot tell (the thread is gone).
+fn thread_group(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(pid)
+}
+
 fn owner(req: &Request) -> Owner {
     Owner {
         uid: req.uid(),
@@ -294,12 +307,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let tgid = thread_group(req.pid());
         self.dispatch(
             async move {
                 match fs.open(ino.0, flags.0).await {
                     Ok(o) => {
+                        fs.set_opener(o.fh, tgid);
                         let f = if o.keep_cache {
                             FopenFlags::FOPEN_KEEP_CACHE
                         } else {
@@ -378,18 +393,19 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
+        let tgid = thread_group(req.pid());
         self.answer_empty(
             "flush",
             debug_span!("flush", ino = ino.0),
             reply,
-            async move { fs.flush(fh.0).await },
+            async move { fs.flush_from(fh.0, tgid).await },
         );
     }
 
@@ -689,16 +705,20 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let name = name.as_bytes().to_vec();
         let owner = owner(req);
         let ttl = self.ttl();
+        let tgid = thread_group(req.pid());
         self.dispatch(
             async move {
                 match fs.create(parent.0, &name, mode & !umask, owner).await {
-                    Ok((a, o)) => reply.created(
-                        &ttl,
-                        &file_attr(&a),
-                        Generation(0),
-                        FileHandle(o.fh),
-                        FopenFlags::empty(),
-                    ),
+                    Ok((a, o)) => {
+                        fs.set_opener(o.fh, tgid);
+                        reply.created(
+                            &ttl,
+                            &file_attr(&a),
+                            Generation(0),
+                            FileHandle(o.fh),
+                            FopenFlags::empty(),
+                        )
+                    }
                     Err(e) => reply.error(errno("create", &e)),
                 }
             }

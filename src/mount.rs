@@ -282,6 +282,8 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.write.part_size = args.part_size.max(5) * 1024 * 1024;
     cfg.write.memory_budget = args.max_upload_memory.max(16) * 1024 * 1024;
     cfg.write.concurrency = args.max_concurrency.max(1);
+    cfg.write.max_file_size = args.max_file_size;
+    cfg.idle_inodes = args.max_idle_inodes;
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
 

@@ -168,6 +168,11 @@ enum Cmd {
         latency_ms: u64,
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// Fault injection: reset every connection (TCP RST, both sides) once it has
+        /// carried this many bytes from the server, so a large response is cut off
+        /// part-way. 0: never.
+        #[arg(long, default_value = "0")]
+        cut_after: u64,
     },
 }
 
@@ -637,6 +642,7 @@ async fn run(cmd: Cmd) -> Res<()> {
             upstream,
             latency_ms,
             listen,
+            cut_after,
         } => {
             let l = TcpListener::bind(listen).await.map_err(err("bind"))?;
             let port = l.local_addr().map_err(err("local_addr"))?.port();
@@ -646,7 +652,7 @@ async fn run(cmd: Cmd) -> Res<()> {
                 let (client, _) = l.accept().await.map_err(err("accept"))?;
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        let _ = splice_delayed(client, server, delay).await;
+                        let _ = splice_delayed(client, server, delay, cut_after).await;
                     }
                 });
             }
@@ -656,9 +662,23 @@ async fn run(cmd: Cmd) -> Res<()> {
 }
 
 /// Forward both directions; the client's first bytes after each server reply wait `delay`.
-async fn splice_delayed(client: TcpStream, server: TcpStream, delay: Duration) -> Res<()> {
+/// With `cut_after` > 0, the connection is reset once that many bytes came from the server.
+async fn splice_delayed(
+    client: TcpStream,
+    server: TcpStream,
+    delay: Duration,
+    cut_after: u64,
+) -> Res<()> {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    if cut_after > 0 {
+        // Closing a socket with a zero linger sends RST: the client sees a reset. (The
+        // deprecation is about a positive linger blocking in drop; zero never blocks.)
+        #[allow(deprecated)]
+        let _ = client.set_linger(Some(Duration::ZERO));
+        #[allow(deprecated)]
+        let _ = server.set_linger(Some(Duration::ZERO));
+    }
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let replied = Arc::new(AtomicBool::new(true));
@@ -680,17 +700,36 @@ async fn splice_delayed(client: TcpStream, server: TcpStream, delay: Duration) -
     };
     let down = async move {
         let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0u64;
         loop {
             let n = sr.read(&mut buf).await?;
             if n == 0 {
                 return cw.shutdown().await;
             }
             replied.store(true, Ordering::Release);
+            let n = if cut_after > 0 {
+                (n as u64).min(cut_after - sent) as usize
+            } else {
+                n
+            };
             cw.write_all(&buf[..n]).await?;
+            sent += n as u64;
+            if cut_after > 0 && sent >= cut_after {
+                return Err(std::io::Error::other("cut"));
+            }
         }
     };
-    let (a, b): (std::io::Result<()>, std::io::Result<()>) = tokio::join!(up, down);
-    a.and(b).map_err(err("proxy"))
+    let r: std::io::Result<()> = if cut_after == 0 {
+        let (a, b) = tokio::join!(up, down);
+        a.and(b)
+    } else {
+        // The cut ends the connection: the dropped sockets reset both sides.
+        tokio::select! {
+            r = up => r,
+            r = down => r,
+        }
+    };
+    r.map_err(err("proxy"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,9 @@ async fn a_readers_close_does_not_publish_a_file_being_written() {
     write_all(&e.fs, w.fh, 0, &pattern(12 * MIB, 3)).await;
     // `cat half` (or a backup tool) opens it read-only and closes it.
     let r = e.fs.open(a.ino, libc::O_RDONLY).await.unwrap();
+    // Bytes already uploaded cannot be read back without publishing them: EIO.
+    let err = e.fs.read(r.fh, 0, 4096).await.unwrap_err();
+    assert_eq!(err.errno, libc::EIO);
     e.fs.flush(r.fh).await.unwrap();
     e.fs.release(r.fh).await.unwrap();
     assert!(
@@ -229,4 +232,20 @@ async fn reading_a_directory_touches_each_entry_once_per_pass() {
             "pass {pass}: {visits} visits in {calls} calls"
         );
     }
+}
+
+#[tokio::test]
+async fn a_forked_childs_close_does_not_commit_the_parents_file() {
+    let e = env(MemoryStore::new());
+    let (_, w) = e.fs.create(ROOT_INO, b"log", 0o644, ME).await.unwrap();
+    e.fs.set_opener(w.fh, 100);
+    write_all(&e.fs, w.fh, 0, &pattern(6 * MIB, 4)).await;
+    // The child of a fork closes its copy of the descriptor (exec, exit).
+    e.fs.flush_from(w.fh, 200).await.unwrap();
+    assert!(e.store.inner().get("log").is_none());
+    assert_eq!(count(&e.stats, Op::CompleteMultipartUpload), 0);
+    // The opener's close commits.
+    e.fs.flush_from(w.fh, 100).await.unwrap();
+    assert_eq!(e.store.inner().get("log").unwrap().len(), 6 * MIB);
+    e.fs.release(w.fh).await.unwrap();
 }

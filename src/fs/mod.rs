@@ -163,6 +163,9 @@ pub(crate) struct OpenFile {
     pub ino: u64,
     pub writable: bool,
     pub reader: Mutex<Option<Arc<ReadHandle>>>,
+    /// The process (thread group) that opened it, 0 if unknown: see
+    /// [`Filesystem::flush_from`].
+    pub opener: std::sync::atomic::AtomicU32,
 }
 
 /// The filesystem over one bucket (or one prefix of it).
@@ -1156,6 +1159,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 ino,
                 writable: false,
                 reader: Mutex::new(h),
+                opener: Default::default(),
             }),
         );
         fh
@@ -1200,7 +1204,7 @@ impl<S: ObjectStore> Filesystem<S> {
         size: u32,
     ) -> Result<(Bytes, Vec<PageOffer>)> {
         let f = self.open_file(fh)?;
-        if let Some(r) = self.read_via_writer(f.ino, offset, size).await {
+        if let Some(r) = self.read_via_writer(f.ino, f.writable, offset, size).await {
             return Ok((r?, Vec::new()));
         }
         let generation = self.data_generation(f.ino);

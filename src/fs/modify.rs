@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::attr::{self, Kind, Stat};
 use super::error::{Error, Result};
@@ -89,6 +89,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 ino,
                 writable,
                 reader: Mutex::new(None),
+                opener: Default::default(),
             }),
         );
         fh
@@ -332,12 +333,37 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
-    /// flush (each close) and fsync: the file's content is in S3 when this returns Ok.
-    /// A handle open only for reading commits nothing: its close must not publish what
-    /// another handle is still writing.
+    /// Record which process (thread group id) opened handle `fh`.
+    pub fn set_opener(&self, fh: u64, tgid: u32) {
+        if let Ok(f) = self.open_file(fh) {
+            f.opener.store(tgid, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// fsync, and close's flush by the process that opened the file: the file's content
+    /// is in S3 when this returns Ok. A handle open only for reading commits nothing:
+    /// its close must not publish what another handle is still writing.
     pub async fn flush(&self, fh: u64) -> Result<()> {
+        self.flush_from(fh, 0).await
+    }
+
+    /// Close's flush, sent by process `tgid` (0: unknown). The kernel flushes on every
+    /// close of a descriptor, including a forked child's copy that it closes at exec or
+    /// exit while the parent goes on writing (`subprocess`, `system()`): a flush from
+    /// another process than the opener commits nothing, or it would publish a
+    /// half-written file. The opener's own close, or the release after the last close
+    /// anywhere, commits.
+    pub async fn flush_from(&self, fh: u64, tgid: u32) -> Result<()> {
         let f = self.open_file(fh)?;
         if !f.writable {
+            return Ok(());
+        }
+        let opener = f.opener.load(std::sync::atomic::Ordering::Relaxed);
+        if opener != 0 && tgid != 0 && opener != tgid {
+            debug!(
+                ino = f.ino,
+                opener, tgid, "flush from another process than the opener: nothing to commit"
+            );
             return Ok(());
         }
         let Some(w) = self.writer(f.ino) else {
@@ -394,15 +420,21 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Read through the writer when the file is open for writing in this mount.
+    /// `writable`: the reading handle may write too (see [`Writer::read`]).
     pub(crate) async fn read_via_writer(
         &self,
         ino: u64,
+        writable: bool,
         offset: u64,
         size: u32,
     ) -> Option<Result<Bytes>> {
         let w = self.writer(ino)?;
         let mut g = w.lock().await;
-        Some(g.read(&self.uploader, offset, size).await)
+        let r = g.read(&self.uploader, offset, size, writable).await;
+        if let Err(e) = &r {
+            error!(key = %g.key, "read of a file open for writing failed: {}", e.message);
+        }
+        Some(r)
     }
 
     /// chmod, chown, utimens, truncate.

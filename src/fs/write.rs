@@ -261,11 +261,17 @@ impl Writer {
         Ok(())
     }
 
+    /// The file's bytes at `offset`. Bytes a streamed upload has already sent are no
+    /// longer here: reading them completes the upload so far and stages the file, which
+    /// makes the part written so far visible in S3. Only a handle that writes too
+    /// (`may_publish`: a program reading back what it wrote) does that; a read-only
+    /// handle gets EIO for them instead, so a reader never publishes a half-written file.
     pub async fn read<S: ObjectStore>(
         &mut self,
         up: &Arc<Uploader<S>>,
         offset: u64,
         size: u32,
+        may_publish: bool,
     ) -> Result<Bytes> {
         self.check()?;
         let end = (offset + u64::from(size)).min(self.stat.size);
@@ -275,6 +281,14 @@ impl Writer {
         if let Data::Stream { upload, .. } = &self.data {
             if let Some(b) = upload.buffered(offset..end) {
                 return Ok(b);
+            }
+            if upload.started() && !may_publish {
+                return Err(Error::eio(format!(
+                    "{}: bytes {offset}-{} were already uploaded while the file is being \
+                     written by another handle; they can be read once it is closed",
+                    self.key,
+                    end - 1
+                )));
             }
         }
         self.unstream(up).await?;

@@ -12,7 +12,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, EncodingType, MetadataDirective};
 use aws_sdk_s3::Client;
@@ -136,7 +136,7 @@ const BODY_RESUMES: u32 = 8;
 fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus,
+    R: std::fmt::Debug + HttpStatus + 'static,
 {
     let status = err.raw_response().map(|r| r.status_u16());
     let code = err.code().map(str::to_string);
@@ -159,14 +159,32 @@ where
         (Some(c), Some(m), _) => format!("{c}: {m}"),
         (Some(c), None, Some(s)) => format!("{c} (HTTP {s})"),
         (None, _, Some(s)) if s >= 300 => format!("HTTP {s}"),
-        _ => {
-            // Dispatch/timeout errors, or an answer that could not be read (HTTP 200
-            // with a body that does not parse): the innermost cause is the readable part.
-            let full = format!("{}", DisplayErrorContext(&err));
-            full.rsplit(": ").next().unwrap_or(&full).trim().to_string()
-        }
+        _ => causes(&err),
     };
     StoreError::new(kind, format!("{what}: {cause}"))
+}
+
+/// The causes of an error in words, outermost first, from its source chain: for a
+/// dispatch failure, for example, "dispatch failure: io error: client error (Connect):
+/// tcp connect error: Connection refused (os error 111)". Each level's own message only,
+/// never a Debug dump; repeats (a level that quotes its source) are dropped.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(x) = e {
+        let m = x.to_string();
+        let m = m.trim();
+        let readable = !m.is_empty() && !m.contains(['{', '}']);
+        if readable && !parts.iter().any(|p| p.contains(m)) {
+            parts.push(m.to_string());
+        }
+        e = x.source();
+    }
+    if parts.is_empty() {
+        "unknown error".to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// Decode a name of a listing asked for with `encoding-type=url`: `%XX` escapes, and
@@ -402,7 +420,7 @@ impl ObjectStore for S3Store {
                             .filter(|&n| got < n)
                             .map(|n| format!("the body ended after {got} of {n} bytes"));
                     }
-                    Err(e) => break Some(format!("{}", DisplayErrorContext(&e))),
+                    Err(e) => break Some(causes(&e)),
                 }
             };
             let Some(cause) = cut else {
@@ -621,7 +639,41 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_source, same_etag, url_decode};
+    use super::{copy_source, same_etag, url_decode, S3Store};
+    use crate::store::{ObjectStore, StoreErrorKind};
+
+    /// A store whose endpoint refuses connections (nothing listens on port 1).
+    fn refused() -> S3Store {
+        let creds = aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .credentials_provider(creds)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .force_path_style(true)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build();
+        S3Store {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: "b".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_reported_in_words() {
+        let e = refused()
+            .list("p/", Some("/"), None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Unreachable);
+        assert!(e.message.starts_with("list s3://b/p/: "), "{}", e.message);
+        assert!(e.message.contains("Connection refused"), "{}", e.message);
+        assert!(
+            !e.message.contains(['{', '}']) && !e.message.contains("Unknown"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn url_encoded_listing_names_decode() {

@@ -248,6 +248,7 @@ pub struct Mount {
     /// What `new` was given, for `remount`.
     pub target: String,
     pub extra: Vec<String>,
+    pub endpoint: String,
 }
 
 pub fn bin() -> &'static str {
@@ -289,9 +290,16 @@ pub fn mount_cmd_at(
 
 impl Mount {
     pub fn new(target: &str, extra: &[&str]) -> Mount {
+        Mount::new_at(&endpoint(), target, extra)
+    }
+
+    /// A mount of `target` through another endpoint (a proxy in front of the server).
+    pub fn new_at(endpoint: &str, target: &str, extra: &[&str]) -> Mount {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().with_extension("log");
-        let out = mount_cmd(target, dir.path(), &log, extra).output().unwrap();
+        let out = mount_cmd_at(endpoint, target, dir.path(), &log, extra)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "mount {target} failed: {}\nlog: {}",
@@ -303,6 +311,7 @@ impl Mount {
             log,
             target: target.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            endpoint: endpoint.to_string(),
         }
     }
 
@@ -310,9 +319,10 @@ impl Mount {
     pub fn remount(self) -> Mount {
         let target = self.target.clone();
         let extra = self.extra.clone();
+        let endpoint = self.endpoint.clone();
         drop(self);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        Mount::new(&target, &extra)
+        Mount::new_at(&endpoint, &target, &extra)
     }
 
     /// The pid of the daemon serving this mount: the one process whose command line is
@@ -467,4 +477,48 @@ pub fn pattern(n: usize, seed: u64) -> Vec<u8> {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(data))
+}
+
+/// The project's TCP proxy (`bucketfs-bench proxy`) in front of the test server, for
+/// fault injection; stopped on drop.
+pub struct Proxy {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Proxy {
+    /// A proxy that resets each connection once it carried `cut_after` bytes from the
+    /// server (0: never), adding `latency_ms` before each request.
+    pub fn start(latency_ms: u64, cut_after: u64) -> Proxy {
+        use std::io::BufRead;
+        let upstream = endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bucketfs-bench"))
+            .args(["proxy", "--upstream", &upstream])
+            .args(["--latency-ms", &latency_ms.to_string()])
+            .args(["--cut-after", &cut_after.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start bucketfs-bench proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("proxy said {line:?}: {e}"));
+        let port = v["port"].as_u64().unwrap();
+        Proxy {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

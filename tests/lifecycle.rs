@@ -1,0 +1,274 @@
+//! End-to-end tests of lifecycle defects found by review and fault runs (issue 11): a
+//! real FUSE mount of the bucketfs binary over the real S3 server on 127.0.0.1, driven
+//! with std::fs, real tools and python3, checked against the S3 API and the mount's
+//! request counters.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// `user.bucketfs.inodes` of the mount: (inodes in the table, idle ones).
+fn inodes(m: &Mount) -> (u64, u64) {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.bucketfs.inodes"])
+        .arg(m.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v["inodes"].as_u64().unwrap(), v["idle"].as_u64().unwrap())
+}
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_readers_close_does_not_publish_a_file_being_written() {
+    let b = Bucket::new("readclose");
+    let m = Mount::new(&b.name, &[]);
+    let data = pattern(12 * MIB + 5, 1);
+    let mut w = std::fs::File::create(m.p("half.bin")).unwrap();
+    w.write_all(&data[..12 * MIB]).unwrap();
+    // `cat` (or a backup tool) opens the file read-only, reads and closes it. The
+    // kernel's page cache may still hold what was written (then cat gets those bytes);
+    // bytes the daemon already uploaded cannot be read before the writer closes (EIO).
+    // Either way, no partial object is published.
+    let out = Command::new("cat").arg(m.p("half.bin")).output().unwrap();
+    if out.status.success() {
+        assert!(out.stdout == data[..12 * MIB], "cat read wrong bytes");
+    } else {
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !b.exists("half.bin"),
+        "a reader's close made the partial object visible"
+    );
+    w.write_all(&data[12 * MIB..]).unwrap();
+    drop(w);
+    assert_eq!(b.get("half.bin"), data);
+}
+
+#[test]
+fn head_reads_from_python_fetch_one_request_per_file() {
+    let b = Bucket::new("headreads");
+    b.put_many(
+        (0..100).map(|i| format!("h/f{i:03}")).collect(),
+        &pattern(MIB, 2),
+    );
+    let m = Mount::new(&b.name, &[]);
+    assert_eq!(names(&m.p("h")).len(), 100);
+    m.reset_stats();
+    sh(
+        m.path(),
+        "python3 -c '
+import os
+for n in sorted(os.listdir(\"h\")):
+    with open(\"h/\" + n, \"rb\") as f:
+        assert len(f.read(4096)) == 4096
+'",
+    );
+    let s = m.stats();
+    let gets = s["GetObject"]["requests"].as_u64().unwrap();
+    let bytes = s["GetObject"]["bytes"].as_u64().unwrap();
+    // The whole files are 100 MiB; a stream's first request is 256 KiB.
+    assert!(gets <= 100, "{gets} GetObject for 100 head reads");
+    assert!(
+        bytes <= 100 * 256 * 1024,
+        "{bytes} bytes fetched for 100 reads of 4 KiB"
+    );
+}
+
+#[test]
+fn partly_read_directories_leave_a_bounded_inode_table_and_entries_keep_their_inodes() {
+    let b = Bucket::new("inodes");
+    b.put_many(
+        (0..5_000).map(|i| format!("d/f{i:05}")).collect(),
+        b"twelve bytes",
+    );
+    let m = Mount::new(&b.name, &["--max-idle-inodes", "100"]);
+    // Like `ls | head`: read a few entries and close the directory.
+    let out = sh(
+        m.path(),
+        "python3 -c '
+import os
+it = os.scandir(\"d\")
+print(\"\\n\".join(next(it).name for _ in range(3)))
+it.close()
+'",
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (all, idle) = inodes(&m);
+    assert!(idle <= 100, "{idle} idle inodes kept");
+    // The kernel holds the entries it received; the rest of the listing is not kept.
+    assert!(all < 1_000, "{all} inodes after ls | head");
+
+    // `ls -l` of the whole directory through READDIRPLUS, whose buffer overflows many
+    // times: every entry has its real attributes and a live inode.
+    let out = sh(m.path(), "ls -li d");
+    let mut n = 0;
+    for line in out.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[5], "12", "wrong size in {line:?}");
+        let ino: u64 = f[0].parse().unwrap();
+        let st = std::fs::metadata(m.p("d").join(f[9])).unwrap();
+        assert_eq!(st.ino(), ino, "{line:?}");
+        n += 1;
+    }
+    assert_eq!(n, 5_000);
+}
+
+#[test]
+fn a_large_directory_lists_twice_with_the_requests_of_two_listings() {
+    let b = Bucket::new("relist");
+    let n = 50_000;
+    b.put_many((0..n).map(|i| format!("big/k{i:06}")).collect(), b"");
+    let m = Mount::new(&b.name, &["--metadata-ttl", "3600"]);
+    assert!(std::fs::metadata(m.p("big")).unwrap().is_dir());
+    m.reset_stats();
+    for pass in 0..2 {
+        let out = sh(m.path(), "ls -f big | wc -l");
+        assert_eq!(out.trim(), (n + 2).to_string(), "pass {pass}");
+    }
+    // Each pass costs at most one listing of 50 pages; the second may reuse the first.
+    let lists = m.requests("ListObjectsV2");
+    assert!(lists <= 2 * 51, "{lists} ListObjectsV2 for two listings");
+    assert_eq!(m.requests("HeadObject"), 0);
+}
+
+#[test]
+fn a_closed_file_is_in_every_later_listing_while_others_list() {
+    let b = Bucket::new("listclose");
+    b.put_many((0..300).map(|i| format!("d/old{i:03}")).collect(), b"x");
+    let m = Mount::new(&b.name, &[]);
+    let dir = m.p("d");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Listers keep listing the directory while files are created in it.
+    let listers: Vec<_> = (0..3)
+        .map(|_| {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut passes = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert!(names(&dir).len() >= 300);
+                    passes += 1;
+                }
+                passes
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut missing = Vec::new();
+                for i in 0..40 {
+                    let name = format!("new-{t}-{i}");
+                    std::fs::write(dir.join(&name), name.as_bytes()).unwrap();
+                    // Closed: every later listing and lookup shows it.
+                    if !names(&dir).contains(&name) {
+                        missing.push(format!("{name} not listed"));
+                    }
+                    if let Err(e) = std::fs::metadata(dir.join(&name)) {
+                        missing.push(format!("{name}: {e}"));
+                    }
+                }
+                missing
+            })
+        })
+        .collect();
+    let missing: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let passes: usize = listers.into_iter().map(|l| l.join().unwrap()).sum();
+    assert!(missing.is_empty(), "{} misses: {missing:?}", missing.len());
+    assert!(passes > 0);
+    assert_eq!(b.keys("d/").len(), 460);
+}
+
+#[test]
+fn downloads_cut_off_part_way_are_resumed() {
+    let b = Bucket::new("cutget");
+    let data = pattern(40 * MIB + 123, 3);
+    b.put("big.bin", data.clone());
+    // Every connection is reset after 3 MiB from the server: most GETs of 8 MiB parts
+    // are cut off part-way, some more than once.
+    let proxy = Proxy::start(0, 3 * MIB as u64);
+    let m = Mount::new_at(&proxy.endpoint, &b.name, &[]);
+    let mut got = Vec::new();
+    std::fs::File::open(m.p("big.bin"))
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == data, "the bytes read differ from the object");
+    let gets = m.requests("GetObject");
+    assert!(gets > 8, "only {gets} GetObject: nothing was cut off");
+}
+
+#[test]
+fn sizes_beyond_s3s_limit_fail_at_once_with_efbig() {
+    let b = Bucket::new("efbig");
+    let m = Mount::new(&b.name, &[]);
+    std::fs::write(m.p("f"), b"data").unwrap();
+    let t = Instant::now();
+    let out = Command::new("truncate")
+        .args(["-s", "999999999999999"])
+        .arg(m.p("f"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("File too large"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not a timing assertion: a request that uploaded zeros would take minutes.
+    assert!(t.elapsed() < Duration::from_secs(60));
+    assert_eq!(b.get("f"), b"data");
+    assert_eq!(std::fs::metadata(m.p("f")).unwrap().len(), 4);
+}
+
+#[test]
+fn oversized_xattr_on_an_open_file_fails_at_set_and_the_file_is_kept() {
+    let b = Bucket::new("bigxattr");
+    let m = Mount::new(&b.name, &[]);
+    let mut f = std::fs::File::create(m.p("f")).unwrap();
+    f.write_all(b"payload").unwrap();
+    let big = "v".repeat(64 * 1024);
+    let out = Command::new("setfattr")
+        .args(["-n", "user.big", "-v", &big])
+        .arg(m.p("f"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a 64 KiB xattr was accepted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Argument list too long"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(b.get("f"), b"payload");
+}
