@@ -37,6 +37,8 @@ pub struct FuseAdapter<S> {
     /// Where reads send the blocks they fetched, for the kernel's page cache; set once
     /// the session exists (its notifier does the pushing).
     pages: Arc<OnceLock<SyncSender<PageOffer>>>,
+    /// The mount's id in /proc/self/mountinfo (as /proc/PID/fdinfo names it), once mounted.
+    mount_id: Arc<OnceLock<u64>>,
 }
 
 impl<S: ObjectStore> FuseAdapter<S> {
@@ -46,7 +48,13 @@ impl<S: ObjectStore> FuseAdapter<S> {
             rt,
             xattrs: true,
             pages: Arc::new(OnceLock::new()),
+            mount_id: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The slot for the mount's id, set once the session is mounted.
+    pub fn mount_id_slot(&self) -> Arc<OnceLock<u64>> {
+        self.mount_id.clone()
     }
 
     /// The slot for [`push_pages`]' sender.
@@ -216,6 +224,26 @@ fn errno(op: &str, e: &Error) -> Errno {
         debug!(op, "{}", e.message);
     }
     Errno::from_i32(e.errno)
+}
+
+/// Whether process `tgid` has a descriptor open on inode `ino` of mount `mnt`, from
+/// /proc/TGID/fdinfo (`mnt_id` and `ino` lines). The descriptor being closed is already
+/// gone from the table when its flush arrives.
+fn holds_descriptor(tgid: u32, mnt: u64, ino: u64) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{tgid}/fdinfo")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            return false;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        field("mnt_id:") == Some(mnt) && field("ino:") == Some(ino)
+    })
 }
 
 /// The thread group (process) of thread `pid`, as FUSE requests name the calling thread;
@@ -401,6 +429,20 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     ) {
         let fs = self.fs.clone();
         let tgid = thread_group(req.pid());
+        // `echo x > f`: the shell opens f, dup2()s it onto stdout and closes the original
+        // descriptor before anything is written. Committing that empty file would cost a
+        // PutObject and show other clients an empty object (and add a version); while the
+        // same process still holds a descriptor of this file, its close flushes again.
+        if let Some(mnt) = self.mount_id.get() {
+            if fs.holds_nothing_new(fh.0) && holds_descriptor(tgid, *mnt, ino.0) {
+                debug!(
+                    ino = ino.0,
+                    tgid,
+                    "flush of an empty new file still open elsewhere in the process: deferred"
+                );
+                return reply.ok();
+            }
+        }
         self.answer_empty(
             "flush",
             debug_span!("flush", ino = ino.0),

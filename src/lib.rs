@@ -6,5 +6,6 @@ pub mod cli;
 pub mod fs;
 pub mod fuse;
 pub mod mount;
+pub mod mountinfo;
 pub mod readahead;
 pub mod store;

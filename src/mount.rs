@@ -132,27 +132,7 @@ fn is_mountpoint(path: &Path) -> bool {
     let want = path.to_string_lossy();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape_mountinfo(mp) == want)
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .any(|mp| crate::mountinfo::unescape(mp) == want)
 }
 
 fn report(status: &mut Option<File>, msg: &str) {
@@ -316,6 +296,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
 
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone()).with_xattrs(!args.no_xattr);
     let page_slot = adapter.page_slot();
+    let mount_id_slot = adapter.mount_id_slot();
     let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
         .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
     match crate::fuse::push_pages(fs.clone(), session.notifier()) {
@@ -323,6 +304,9 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
             let _ = page_slot.set(tx);
         }
         Err(e) => warn!("no page-cache pushes (cannot start their thread: {e})"),
+    }
+    if let Some(m) = crate::mountinfo::at(&c.mountpoint) {
+        let _ = mount_id_slot.set(m.id);
     }
     crate::readahead::raise(&c.mountpoint, args.read_ahead_kb);
     info!(
@@ -435,12 +419,6 @@ fn staging_dir(cache_dir: Option<&std::path::Path>, bucket: &str) -> std::path::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-    }
 
     #[test]
     fn path_style_for_ip_endpoints() {

@@ -272,3 +272,30 @@ fn oversized_xattr_on_an_open_file_fails_at_set_and_the_file_is_kept() {
     drop(f);
     assert_eq!(b.get("f"), b"payload");
 }
+
+#[test]
+fn a_shell_redirection_is_one_put_and_an_empty_create_is_still_durable() {
+    let b = Bucket::new("redirect");
+    let m = Mount::new(&b.name, &[]);
+    m.reset_stats();
+    // bash opens f, dup2()s it onto stdout and closes the original before writing.
+    sh(m.path(), "echo x > f");
+    assert_eq!(b.get("f"), b"x\n");
+    assert_eq!(
+        m.requests("PutObject"),
+        1,
+        "echo x > f sent an empty object first"
+    );
+    sh(m.path(), "/bin/echo y > g");
+    assert_eq!(b.get("g"), b"y\n");
+    assert_eq!(m.requests("PutObject"), 2);
+    // A file created and closed without a write is in S3 when close returns.
+    sh(m.path(), "touch empty && exec 3> empty3 && exec 3>&-");
+    assert_eq!(b.get("empty"), b"");
+    assert_eq!(b.get("empty3"), b"");
+    // Truncating redirection of an existing file: the old content stays until the new
+    // one replaces it (no empty version in between).
+    sh(m.path(), "echo second > f");
+    assert_eq!(b.get("f"), b"second\n");
+    assert_eq!(m.requests("PutObject"), 5);
+}

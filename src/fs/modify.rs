@@ -333,6 +333,18 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    /// Whether handle `fh` writes a file that is empty and unwritten since it was created
+    /// or truncated (a commit now would upload an empty object). False when unsure.
+    pub fn holds_nothing_new(&self, fh: u64) -> bool {
+        let Ok(f) = self.open_file(fh) else {
+            return false;
+        };
+        let Some(w) = self.writer(f.ino).filter(|_| f.writable) else {
+            return false;
+        };
+        w.try_lock().is_ok_and(|g| g.holds_nothing_new())
+    }
+
     /// Record which process (thread group id) opened handle `fh`.
     pub fn set_opener(&self, fh: u64, tgid: u32) {
         if let Ok(f) = self.open_file(fh) {

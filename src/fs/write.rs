@@ -143,6 +143,13 @@ impl Writer {
         }
     }
 
+    /// Created or truncated to empty and not written since: a commit now would upload
+    /// an empty object that a later write replaces at once.
+    pub fn holds_nothing_new(&self) -> bool {
+        let empty_stream = matches!(&self.data, Data::Stream { upload, .. } if upload.written() == 0 && !upload.started());
+        empty_stream && self.stat.size == 0 && self.data_dirty && !self.unlinked
+    }
+
     pub fn is_dirty(&self) -> bool {
         !self.unlinked && (self.data_dirty || self.meta_dirty)
     }
