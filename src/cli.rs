@@ -95,6 +95,12 @@ pub struct MountArgs {
     /// Memory for prefetched read data across all open files, in MiB.
     #[arg(long, default_value = "160")]
     pub max_memory: u64,
+    /// How long a request that fails for a passing reason (the endpoint unreachable or
+    /// timing out, 5xx, throttling) is retried, with growing waits, before the operation
+    /// fails with EIO; in seconds (fractions allowed). An outage shorter than this costs
+    /// waiting, never an error.
+    #[arg(long, default_value = "120", value_parser = parse_seconds)]
+    pub retry_window: std::time::Duration,
     /// Inodes kept in memory that the kernel holds no reference to (names a listing
     /// showed but nothing looked up); the least recently used beyond this are dropped.
     #[arg(long, default_value = "32768")]

@@ -17,6 +17,7 @@ use crate::fs::attr::{Defaults, MetadataSource};
 use crate::fs::{Filesystem, FsConfig};
 use crate::fuse::FuseAdapter;
 use crate::store::counting::CountingStore;
+use crate::store::retry::RetryingStore;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{ObjectStore, StoreErrorKind};
 
@@ -236,9 +237,11 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
             .map(|_| ())
             .map_err(|e| mount_error(&c.target, &endpoint, &e))
     })?;
-    s3cfg.max_attempts = 6;
-    let store = Arc::new(CountingStore::new(rt.block_on(S3Store::connect(&s3cfg))));
-    let stats = store.stats();
+    // One attempt per SDK call: the retry window below is the one retry policy.
+    s3cfg.max_attempts = 1;
+    let counted = CountingStore::new(rt.block_on(S3Store::connect(&s3cfg)));
+    let stats = counted.stats();
+    let store = Arc::new(RetryingStore::new(counted, args.retry_window));
 
     let uid = args.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
     let gid = args.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());

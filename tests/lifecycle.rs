@@ -299,3 +299,62 @@ fn a_shell_redirection_is_one_put_and_an_empty_create_is_still_durable() {
     assert_eq!(b.get("f"), b"second\n");
     assert_eq!(m.requests("PutObject"), 5);
 }
+
+#[test]
+fn an_outage_shorter_than_the_retry_window_costs_waiting_not_errors() {
+    let b = Bucket::new("outage");
+    let data = pattern(3 * MIB, 7);
+    b.put("d/cached.bin", data.clone());
+    b.put("d/other", "x");
+    let proxy = Proxy::start(0, 0);
+    let port = proxy.port;
+    let m = Mount::new_at(&proxy.endpoint, &b.name, &["--metadata-ttl", "0.2"]);
+    assert!(std::fs::read(m.p("d/cached.bin")).unwrap() == data);
+    // The server becomes unreachable: connections are refused.
+    drop(proxy);
+    let dir = m.p("d");
+    let ops: Vec<std::thread::JoinHandle<Result<(), String>>> = vec![
+        {
+            let (p, data) = (dir.join("cached.bin"), data.clone());
+            std::thread::spawn(move || {
+                let got = std::fs::read(&p).map_err(|e| format!("read: {e}"))?;
+                (got == data)
+                    .then_some(())
+                    .ok_or("read: wrong bytes".into())
+            })
+        },
+        {
+            let p = dir.clone();
+            std::thread::spawn(move || {
+                let n = std::fs::read_dir(&p)
+                    .map_err(|e| format!("ls: {e}"))?
+                    .count();
+                (n >= 2).then_some(()).ok_or(format!("ls: {n} entries"))
+            })
+        },
+        {
+            let p = dir.join("new.bin");
+            std::thread::spawn(move || {
+                std::fs::write(&p, pattern(MIB, 8)).map_err(|e| format!("write: {e}"))
+            })
+        },
+        {
+            let p = dir.join("other");
+            std::thread::spawn(move || {
+                std::fs::metadata(&p)
+                    .map(|_| ())
+                    .map_err(|e| format!("stat: {e}"))
+            })
+        },
+    ];
+    // The outage lasts a few seconds (this wait is the outage, not a synchronisation),
+    // then the server is reachable again at the same address.
+    std::thread::sleep(Duration::from_secs(4));
+    let _back = Proxy::start_on(0, 0, &format!("127.0.0.1:{port}"));
+    let results: Vec<Result<(), String>> = ops.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(b.get("d/new.bin"), pattern(MIB, 8));
+    let log = m.log_text();
+    assert!(log.contains("S3 requests are failing"), "{log}");
+    assert!(log.contains("S3 answers again"), "{log}");
+}

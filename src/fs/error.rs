@@ -66,6 +66,7 @@ impl From<StoreError> for Error {
             | StoreErrorKind::PreconditionFailed
             | StoreErrorKind::InvalidRange
             | StoreErrorKind::Unreachable
+            | StoreErrorKind::Transient
             | StoreErrorKind::Other => libc::EIO,
         };
         let message = match e.kind {

@@ -249,3 +249,44 @@ async fn a_forked_childs_close_does_not_commit_the_parents_file() {
     assert_eq!(e.store.inner().get("log").unwrap().len(), 6 * MIB);
     e.fs.release(w.fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_directory_rename_deletes_no_marker_before_what_is_under_it() {
+    let e = env(MemoryStore::new());
+    let mem = e.store.inner();
+    for k in [
+        "a/X/",
+        "a/X/f",
+        "a/X/Y/",
+        "a/X/Y/g",
+        "a/X/Y/Z/",
+        "a/X/Y/Z/h",
+        "a/X/V/",
+    ] {
+        mem.put(k, "");
+    }
+    let a = e.fs.lookup(ROOT_INO, b"a").await.unwrap();
+    e.fs.lookup(a.ino, b"X").await.unwrap();
+    e.fs.rename(a.ino, b"X", a.ino, b"W", 0).await.unwrap();
+    let deleted = mem.deleted();
+    assert_eq!(deleted.len(), 7, "{deleted:?}");
+    for (i, m) in deleted.iter().enumerate().filter(|(_, k)| k.ends_with('/')) {
+        let after = deleted[i + 1..].iter().find(|k| k.starts_with(m.as_str()));
+        assert!(after.is_none(), "{m} deleted before {after:?}: {deleted:?}");
+    }
+    assert_eq!(deleted.last().unwrap(), "a/X/");
+    let mut keys = mem.keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "a/W/",
+            "a/W/V/",
+            "a/W/Y/",
+            "a/W/Y/Z/",
+            "a/W/Y/Z/h",
+            "a/W/Y/g",
+            "a/W/f"
+        ]
+    );
+}

@@ -148,10 +148,7 @@ impl<S: ObjectStore> Filesystem<S> {
             in_s3 = g.etag.is_some();
         }
         if in_s3 {
-            self.uploader
-                .retry(|| self.store.delete(&inode.key))
-                .await
-                .map_err(Error::from)?;
+            self.store.delete(&inode.key).await.map_err(Error::from)?;
         }
         self.name_removed(&dir, name, &inode.key).await;
         Ok(())
@@ -205,10 +202,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 format!("{}: directory not empty", inode.key),
             ));
         }
-        self.uploader
-            .retry(|| self.store.delete(&inode.key))
-            .await
-            .map_err(Error::from)?;
+        self.store.delete(&inode.key).await.map_err(Error::from)?;
         self.unlisted.remove_tree(&inode.key);
         self.name_removed(&dir, name, &inode.key).await;
         Ok(())
@@ -338,10 +332,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .uploader
             .copy_object(&src.key, Some(&m.etag), new_key, m.size, &opts, true)
             .await?;
-        self.uploader
-            .retry(|| self.store.delete(&src.key))
-            .await
-            .map_err(Error::from)?;
+        self.store.delete(&src.key).await.map_err(Error::from)?;
         if let Some(g) = guard.as_deref_mut() {
             g.renamed(new_key, Some(etag.clone()));
         }
@@ -435,24 +426,38 @@ impl<S: ObjectStore> Filesystem<S> {
                 new, "directory rename failed, sources kept: {}", e.message
             );
             for t in copied {
-                let _ = self.store.delete(&t).await;
+                if let Err(d) = self.store.delete(&t).await {
+                    error!(key = %t, "could not remove the partial copy of a failed directory rename: {}", d.message);
+                }
             }
             return Err(e);
         }
-        let sources: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
-        let deletes: Vec<Result<()>> = futures::stream::iter(sources)
-            .map(|k| self.delete_key(k))
-            .buffer_unordered(RENAME_CONCURRENCY)
-            .collect()
-            .await;
-        for d in deletes {
-            d?;
+        // Sources go in waves: objects first, then the markers of subdirectories, deepest
+        // first, then the directory's own marker. A marker never leaves before what is
+        // under it (some servers keep listing a prefix whose marker was deleted while keys
+        // under it remained, and then list the old directory after the keys are gone).
+        let mut waves: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<String>> =
+            Default::default();
+        for (k, _, _) in keys.iter().chain(marker.iter()) {
+            let depth = if k.ends_with('/') {
+                k.matches('/').count()
+            } else {
+                usize::MAX
+            };
+            waves
+                .entry(std::cmp::Reverse(depth))
+                .or_default()
+                .push(k.clone());
         }
-        if let Some((k, _, _)) = marker {
-            self.uploader
-                .retry(|| self.store.delete(&k))
-                .await
-                .map_err(Error::from)?;
+        for (_, wave) in waves {
+            let deletes: Vec<Result<()>> = futures::stream::iter(wave)
+                .map(|k| self.delete_key(k))
+                .buffer_unordered(RENAME_CONCURRENCY)
+                .collect()
+                .await;
+            for d in deletes {
+                d?;
+            }
         }
         self.unlisted.rename_tree(old, new);
         for (_, w) in moving {
@@ -465,10 +470,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     async fn delete_key(&self, k: String) -> Result<()> {
-        self.uploader
-            .retry(|| self.store.delete(&k))
-            .await
-            .map_err(Error::from)
+        self.store.delete(&k).await.map_err(Error::from)
     }
 
     /// One key of a directory rename: keeps its metadata (objects over 5 GiB are copied

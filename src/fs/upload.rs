@@ -5,12 +5,10 @@
 //! budget: a writer waits for room instead of growing without limit. A failed multipart
 //! upload is always aborted, so no partial object and no dangling upload is left behind.
 
-use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -42,8 +40,6 @@ pub struct WriteConfig {
     pub memory_budget: u64,
     /// Where staging files go (created on first use).
     pub staging_dir: PathBuf,
-    /// Attempts per part or request, on top of the client's own retries.
-    pub attempts: u32,
     /// Largest object copied with one CopyObject; larger ones are copied part by part
     /// (S3's limit is 5 GiB; tests lower it).
     pub copy_limit: u64,
@@ -59,7 +55,6 @@ impl WriteConfig {
             concurrency: 8,
             memory_budget: 128 * MIB,
             staging_dir,
-            attempts: 3,
             copy_limit: MAX_COPY,
             max_file_size: MAX_OBJECT,
         }
@@ -79,7 +74,6 @@ impl<S: ObjectStore> Uploader<S> {
     pub fn new(store: Arc<S>, mut cfg: WriteConfig) -> Self {
         cfg.part_size = cfg.part_size.clamp(MIN_PART, MAX_PART);
         cfg.concurrency = cfg.concurrency.max(1);
-        cfg.attempts = cfg.attempts.max(1);
         cfg.copy_limit = cfg.copy_limit.clamp(1, MAX_COPY);
         cfg.max_file_size = cfg.max_file_size.min(MAX_OBJECT);
         let budget_kib = (cfg.memory_budget / 1024).clamp(1, u32::MAX as u64 / 2);
@@ -148,28 +142,17 @@ impl<S: ObjectStore> Uploader<S> {
         self.cfg.part_size.max(need).min(MAX_PART)
     }
 
-    /// Run `f` up to the configured attempts while it fails with a retryable error.
-    pub async fn retry<T, F, Fut>(&self, f: F) -> StoreResult<T>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = StoreResult<T>>,
-    {
-        retry(self.cfg.attempts, f).await
-    }
-
-    /// PutObject with retries.
+    /// PutObject.
     pub async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<String> {
-        self.retry(|| self.store.put(key, body.clone(), opts))
+        self.store
+            .put(key, body.clone(), opts)
             .await
             .map_err(Error::from)
     }
 
     /// Abort a multipart upload, logging (not returning) a failure.
     pub async fn abort(&self, key: &str, upload_id: &str) {
-        if let Err(e) = self
-            .retry(|| self.store.abort_multipart(key, upload_id))
-            .await
-        {
+        if let Err(e) = self.store.abort_multipart(key, upload_id).await {
             warn!(key, upload_id, "could not abort multipart upload: {e}");
         }
     }
@@ -189,7 +172,8 @@ impl<S: ObjectStore> Uploader<S> {
         if size <= self.cfg.copy_limit {
             let o = replace.then_some(opts);
             return self
-                .retry(|| self.store.copy(src, dst, src_etag, o))
+                .store
+                .copy(src, dst, src_etag, o)
                 .await
                 .map_err(Error::from);
         }
@@ -199,7 +183,8 @@ impl<S: ObjectStore> Uploader<S> {
             ))
         })?;
         let upload_id = self
-            .retry(|| self.store.create_multipart(dst, opts))
+            .store
+            .create_multipart(dst, opts)
             .await
             .map_err(Error::from)?;
         let ps = self
@@ -215,10 +200,8 @@ impl<S: ObjectStore> Uploader<S> {
                 .map(|(i, r)| async move {
                     let number = i as i32 + 1;
                     let e = self
-                        .retry(|| {
-                            self.store
-                                .upload_part_copy(dst, id, number, src, etag, r.clone())
-                        })
+                        .store
+                        .upload_part_copy(dst, id, number, src, etag, r.clone())
                         .await?;
                     Ok(CompletedPart { number, etag: e })
                 })
@@ -246,41 +229,12 @@ impl<S: ObjectStore> Uploader<S> {
             }
         }
         parts.sort_by_key(|p| p.number);
-        match self
-            .retry(|| self.store.complete_multipart(key, upload_id, &parts))
-            .await
-        {
+        match self.store.complete_multipart(key, upload_id, &parts).await {
             Ok(etag) => Ok(etag),
             Err(e) => {
                 self.abort(key, upload_id).await;
                 Err(Error::from(e))
             }
-        }
-    }
-}
-
-/// Run `f` up to `attempts` times while it fails with a retryable error (5xx, timeouts),
-/// with exponential backoff.
-pub async fn retry<T, F, Fut>(attempts: u32, f: F) -> StoreResult<T>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = StoreResult<T>>,
-{
-    let mut delay = Duration::from_millis(50);
-    let mut n = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e)
-                if n < attempts
-                    && matches!(e.kind, StoreErrorKind::Other | StoreErrorKind::Unreachable) =>
-            {
-                debug!(attempt = n, "retrying: {e}");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-                n += 1;
-            }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -370,7 +324,8 @@ impl StreamUpload {
     ) -> Result<()> {
         if self.upload_id.is_none() {
             let id = up
-                .retry(|| up.store.create_multipart(key, opts))
+                .store
+                .create_multipart(key, opts)
                 .await
                 .map_err(Error::from)?;
             debug!(key, upload_id = %id, "multipart upload started");
@@ -390,7 +345,8 @@ impl StreamUpload {
         self.tasks.push(tokio::spawn(async move {
             let _permit = permit;
             let etag = up2
-                .retry(|| up2.store.upload_part(&key, &id, number, body.clone()))
+                .store
+                .upload_part(&key, &id, number, body.clone())
                 .await?;
             Ok(CompletedPart { number, etag })
         }));

@@ -534,10 +534,8 @@ impl Staged {
     ) -> Result<Bytes> {
         let want = range.end - range.start;
         let data = up
-            .retry(|| {
-                up.store
-                    .get_range(&base.key, range.clone(), Some(base.etag.as_str()))
-            })
+            .store
+            .get_range(&base.key, range.clone(), Some(base.etag.as_str()))
             .await
             .map_err(Error::from)?;
         if data.len() as u64 != want {
@@ -665,7 +663,8 @@ impl Staged {
             }
         }
         let upload_id = up
-            .retry(|| up.store.create_multipart(key, opts))
+            .store
+            .create_multipart(key, opts)
             .await
             .map_err(Error::from)?;
         let this = &*self;
@@ -676,11 +675,9 @@ impl Staged {
                     let number = i as i32 + 1;
                     let etag = if copy {
                         let b = this.base.as_ref().expect("copyable parts have a base");
-                        up.retry(|| {
-                            up.store
-                                .upload_part_copy(key, id, number, &b.key, &b.etag, r.clone())
-                        })
-                        .await?
+                        up.store
+                            .upload_part_copy(key, id, number, &b.key, &b.etag, r.clone())
+                            .await?
                     } else {
                         let _permit = up.reserve(r.end - r.start).await;
                         let body = match &this.file {
@@ -698,8 +695,7 @@ impl Staged {
                                 ))
                             }
                         };
-                        up.retry(|| up.store.upload_part(key, id, number, body.clone()))
-                            .await?
+                        up.store.upload_part(key, id, number, body.clone()).await?
                     };
                     Ok(CompletedPart { number, etag })
                 })

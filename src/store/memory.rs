@@ -50,6 +50,8 @@ pub struct MemoryStore {
     counter: Mutex<u64>,
     /// Listings skip empty `dir/` markers, as some servers' do.
     unlisted_markers: bool,
+    /// Every key deleted, in order.
+    deleted: Mutex<Vec<String>>,
 }
 
 impl Default for MemoryStore {
@@ -72,6 +74,7 @@ impl MemoryStore {
             min_part_size: S3_MIN_PART_SIZE,
             counter: Mutex::new(0),
             unlisted_markers: false,
+            deleted: Mutex::new(Vec::new()),
         }
     }
 
@@ -163,6 +166,11 @@ impl MemoryStore {
     }
 
     /// Every key, in order.
+    /// Every key deleted so far, in the order of the deletes.
+    pub fn deleted(&self) -> Vec<String> {
+        self.deleted.lock().unwrap().clone()
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
@@ -538,6 +546,7 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         tokio::task::yield_now().await;
         self.objects.lock().unwrap().remove(key);
+        self.deleted.lock().unwrap().push(key.to_string());
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 pub mod counting;
 pub mod faulty;
 pub mod memory;
+pub mod retry;
 pub mod s3;
 
 use std::collections::HashMap;
@@ -30,9 +31,12 @@ pub enum StoreErrorKind {
     InvalidObjectState,
     /// The requested range cannot be satisfied (offset past the end).
     InvalidRange,
-    /// The endpoint could not be reached or timed out after retries.
+    /// The endpoint could not be reached, or timed out.
     Unreachable,
-    /// Anything else (5xx after retries, malformed response, ...).
+    /// A failure that may go away by itself: 5xx, throttling (429, SlowDown), a
+    /// response cut off.
+    Transient,
+    /// Anything else (an unexpected 4xx, a malformed response, ...).
     Other,
 }
 

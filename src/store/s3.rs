@@ -153,6 +153,20 @@ where
             StoreErrorKind::PreconditionFailed
         }
         (_, _, Some("InvalidRange")) | (_, Some(416), _) => StoreErrorKind::InvalidRange,
+        (SdkError::ResponseError(_), _, _)
+        | (_, Some(429 | 500..=599), _)
+        | (
+            _,
+            _,
+            Some(
+                "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestTimeout"
+                | "InternalError"
+                | "ServiceUnavailable",
+            ),
+        ) => StoreErrorKind::Transient,
         _ => StoreErrorKind::Other,
     };
     let cause = match (&code, err.message(), status) {
@@ -430,7 +444,7 @@ impl ObjectStore for S3Store {
             let at = range.start + buf.len() as u64;
             if cuts > BODY_RESUMES || at >= range.end {
                 return Err(StoreError::new(
-                    StoreErrorKind::Other,
+                    StoreErrorKind::Transient,
                     format!(
                         "{}: the download was cut off {cuts} times (last at byte {at}: {cause})",
                         what(&range)

@@ -484,12 +484,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub struct Proxy {
     child: std::process::Child,
     pub endpoint: String,
+    pub port: u16,
 }
 
 impl Proxy {
     /// A proxy that resets each connection once it carried `cut_after` bytes from the
     /// server (0: never), adding `latency_ms` before each request.
     pub fn start(latency_ms: u64, cut_after: u64) -> Proxy {
+        Proxy::start_on(latency_ms, cut_after, "127.0.0.1:0")
+    }
+
+    /// A plain proxy listening on `listen` (to bring one back on the port of another).
+    pub fn start_on(latency_ms: u64, cut_after: u64, listen: &str) -> Proxy {
         use std::io::BufRead;
         let upstream = endpoint()
             .trim_start_matches("http://")
@@ -499,6 +505,7 @@ impl Proxy {
             .args(["proxy", "--upstream", &upstream])
             .args(["--latency-ms", &latency_ms.to_string()])
             .args(["--cut-after", &cut_after.to_string()])
+            .args(["--listen", listen])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start bucketfs-bench proxy");
@@ -512,6 +519,7 @@ impl Proxy {
         Proxy {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            port: port as u16,
         }
     }
 }
