@@ -268,6 +268,26 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.write.max_file_size = args.max_file_size;
     cfg.idle_inodes = args.max_idle_inodes;
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
+    let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);
+    if left.removed > 0 {
+        info!(
+            dir = %cfg.write.staging_dir.display(),
+            "removed {} staging files left by a bucketfs that stopped while writing",
+            left.removed
+        );
+    }
+    if !left.kept.is_empty() {
+        warn!(
+            dir = %cfg.write.staging_dir.display(),
+            "{} staging files of failed uploads are kept for recovery (kept-*): {}",
+            left.kept.len(),
+            left.kept
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
 
     let mut config = fuser::Config::default();

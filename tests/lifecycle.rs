@@ -358,3 +358,36 @@ fn an_outage_shorter_than_the_retry_window_costs_waiting_not_errors() {
     assert!(log.contains("S3 requests are failing"), "{log}");
     assert!(log.contains("S3 answers again"), "{log}");
 }
+
+#[test]
+fn staging_files_of_a_killed_daemon_are_removed_at_the_next_mount() {
+    use std::os::unix::fs::FileExt;
+    let b = Bucket::new("leftovers");
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap().to_string();
+    let m = Mount::new(&b.name, &["--cache-dir", &cache_arg]);
+    // Written out of order: the file is staged locally.
+    let f = std::fs::File::create(m.p("staged.bin")).unwrap();
+    f.write_all_at(&pattern(2 * MIB, 9), MIB as u64).unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    let staging = cache.path().join(&b.name).join("staging");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
+    let pid = m.daemon_pid();
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    drop(f);
+    let m = m.remount();
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "the dead daemon's staging file is still there"
+    );
+    assert!(
+        m.log_text().contains("removed 1 staging files"),
+        "{}",
+        m.log_text()
+    );
+}

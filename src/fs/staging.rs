@@ -8,6 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use tracing::warn;
 
 use super::error::{Error, Result};
 
@@ -101,10 +106,12 @@ impl RangeSet {
 }
 
 /// A local file under the cache directory. It is deleted on drop unless `keep` was called
-/// (after a failed upload, so the data survives for the user to recover).
+/// (after a failed upload, so the data survives for the user to recover). Its reads and
+/// writes run on tokio's blocking pool, never on the runtime's workers (or on a FUSE
+/// thread polling a request), since a staging file may take megabytes per call.
 #[derive(Debug)]
 pub struct StagingFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     keep: bool,
 }
@@ -117,17 +124,42 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     )
 }
 
+/// Run blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::eio(format!(
+            "staging file {}: the I/O task failed: {e}",
+            path.display()
+        ))
+    })?
+}
+
 impl StagingFile {
-    /// Create a new empty staging file at `path`.
-    pub fn create(path: PathBuf) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err("create", &path, e))?;
+    /// Create a new empty staging file at `path` (and its directory if needed).
+    pub async fn create(path: PathBuf) -> Result<Self> {
+        let p = path.clone();
+        let file = blocking(&path, move || {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::new(
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                        format!("cannot create cache directory {}: {e}", dir.display()),
+                    )
+                })?;
+            }
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(|e| io_err("create", &p, e))
+        })
+        .await?;
         Ok(StagingFile {
-            file,
+            file: Arc::new(file),
             path,
             keep: false,
         })
@@ -137,47 +169,120 @@ impl StagingFile {
         &self.path
     }
 
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(data, offset)
-            .map_err(|e| io_err("write", &self.path, e))
+    pub async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking(&self.path, move || {
+            file.write_all_at(&data, offset)
+                .map_err(|e| io_err("write", &path, e))
+        })
+        .await
     }
 
     /// Read `len` bytes at `offset`; bytes past the end of the file read as zeros.
-    pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let n = self
-                .file
-                .read_at(&mut buf[done..], offset + done as u64)
-                .map_err(|e| io_err("read", &self.path, e))?;
-            if n == 0 {
-                break;
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking(&self.path, move || {
+            let mut buf = vec![0u8; len];
+            let mut done = 0;
+            while done < len {
+                let n = file
+                    .read_at(&mut buf[done..], offset + done as u64)
+                    .map_err(|e| io_err("read", &path, e))?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
             }
-            done += n;
-        }
-        Ok(buf)
+            Ok(buf)
+        })
+        .await
     }
 
-    pub fn set_len(&self, n: u64) -> Result<()> {
-        self.file
-            .set_len(n)
-            .map_err(|e| io_err("truncate", &self.path, e))
+    pub async fn set_len(&self, n: u64) -> Result<()> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking(&self.path, move || {
+            file.set_len(n).map_err(|e| io_err("truncate", &path, e))
+        })
+        .await
     }
 
-    /// Keep the file on disk when this handle is dropped.
+    /// Keep the file on disk when this handle is dropped, renamed `kept-NAME` so that
+    /// later mounts leave it alone (see [`clean_leftovers`]).
     pub fn keep(&mut self) {
         self.keep = true;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.filter(|n| !n.starts_with(KEPT)) {
+            let kept = self.path.with_file_name(format!("{KEPT}{name}"));
+            match std::fs::rename(&self.path, &kept) {
+                Ok(()) => self.path = kept,
+                Err(e) => {
+                    warn!(path = %self.path.display(), "cannot rename a kept staging file: {e}")
+                }
+            }
+        }
     }
 }
 
 impl Drop for StagingFile {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                warn!(path = %self.path.display(), "cannot remove a staging file: {e}");
+            }
         }
     }
+}
+
+/// Prefix of staging files kept after a failed upload: the only copy of their data.
+const KEPT: &str = "kept-";
+
+/// What [`clean_leftovers`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Staging files of daemons that are gone, removed.
+    pub removed: usize,
+    /// Files kept after failed uploads, left for the user.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Remove the staging files in `dir` that a daemon which is no longer running left
+/// behind (killed, or crashed, in the middle of writes). Staging files are named
+/// `PID-N-NAME`; those of a live bucketfs process (another mount of the same bucket) are
+/// left alone, and so are files kept after a failed upload (`kept-...`), which are
+/// reported instead.
+pub fn clean_leftovers(dir: &Path) -> Leftovers {
+    let mut out = Leftovers::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(KEPT) {
+            out.kept.push(e.path());
+            continue;
+        }
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(bucketfs_is_running) {
+            continue;
+        }
+        match std::fs::remove_file(e.path()) {
+            Ok(()) => out.removed += 1,
+            Err(err) => {
+                warn!(path = %e.path().display(), "cannot remove a leftover staging file: {err}")
+            }
+        }
+    }
+    out.kept.sort();
+    out
+}
+
+/// Whether process `pid` is alive and is bucketfs.
+fn bucketfs_is_running(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.windows(8).any(|w| w == b"bucketfs"))
 }
 
 #[cfg(test)]
@@ -203,22 +308,50 @@ mod tests {
         assert!(s.is_empty());
     }
 
-    #[test]
-    fn staging_file_reads_zeros_past_end_and_is_removed() {
+    #[tokio::test]
+    async fn staging_file_reads_zeros_past_end_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
+        let p = dir.path().join("sub").join("f");
         {
-            let f = StagingFile::create(p.clone()).unwrap();
-            f.write_at(2, b"ab").unwrap();
-            assert_eq!(f.read_at(0, 6).unwrap(), b"\0\0ab\0\0");
-            f.set_len(3).unwrap();
-            f.set_len(5).unwrap();
-            assert_eq!(f.read_at(0, 5).unwrap(), b"\0\0a\0\0");
+            let f = StagingFile::create(p.clone()).await.unwrap();
+            f.write_at(2, Bytes::from_static(b"ab")).await.unwrap();
+            assert_eq!(f.read_at(0, 6).await.unwrap(), b"\0\0ab\0\0");
+            f.set_len(3).await.unwrap();
+            f.set_len(5).await.unwrap();
+            assert_eq!(f.read_at(0, 5).await.unwrap(), b"\0\0a\0\0");
         }
         assert!(!p.exists());
-        let mut f = StagingFile::create(p.clone()).unwrap();
+        let mut f = StagingFile::create(p.clone()).await.unwrap();
         f.keep();
+        let kept = f.path().to_path_buf();
         drop(f);
-        assert!(p.exists());
+        assert!(!p.exists());
+        assert_eq!(kept, dir.path().join("sub").join("kept-f"));
+        assert!(kept.exists());
+    }
+
+    #[test]
+    fn leftovers_of_stopped_daemons_are_removed_and_kept_files_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process can have this pid (Linux pids stop at 4,194,304).
+        let dead = dir.path().join("999999999-1-data.bin");
+        let live = dir
+            .path()
+            .join(format!("{}-2-open.bin", std::process::id()));
+        let kept = dir.path().join("kept-123-3-failed.bin");
+        for p in [&dead, &live, &kept] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let found = clean_leftovers(dir.path());
+        assert_eq!(found.removed, 1);
+        assert_eq!(found.kept, vec![kept.clone()]);
+        assert!(!dead.exists());
+        // This test's process is a bucketfs binary: its files stay.
+        assert!(live.exists());
+        assert!(kept.exists());
+        assert_eq!(
+            clean_leftovers(&dir.path().join("none")),
+            Leftovers::default()
+        );
     }
 }

@@ -101,17 +101,8 @@ impl<S: ObjectStore> Uploader<S> {
         self.budget.available_permits() as u64 * 1024
     }
 
-    /// A new staging file path for `key`.
-    pub fn staging_path(&self, key: &str) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.cfg.staging_dir).map_err(|e| {
-            Error::new(
-                e.raw_os_error().unwrap_or(libc::EIO),
-                format!(
-                    "cannot create cache directory {}: {e}",
-                    self.cfg.staging_dir.display()
-                ),
-            )
-        })?;
+    /// A new staging file path for `key` (the directory is made with the file).
+    pub fn staging_path(&self, key: &str) -> PathBuf {
         let n = self.names.fetch_add(1, Ordering::Relaxed);
         let base: String = key
             .rsplit('/')
@@ -121,10 +112,9 @@ impl<S: ObjectStore> Uploader<S> {
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .take(60)
             .collect();
-        Ok(self
-            .cfg
+        self.cfg
             .staging_dir
-            .join(format!("{}-{n}-{base}", std::process::id())))
+            .join(format!("{}-{n}-{base}", std::process::id()))
     }
 
     /// Size of part `number` (1-based) of a streaming upload of unknown length: the

@@ -255,11 +255,11 @@ impl Writer {
         let file = match &staged.file {
             Some(f) => f,
             None => {
-                staged.file = Some(StagingFile::create(up.staging_path(&key)?)?);
+                staged.file = Some(StagingFile::create(up.staging_path(&key)).await?);
                 staged.file.as_ref().expect("just set")
             }
         };
-        file.write_at(offset, data)?;
+        file.write_at(offset, Bytes::copy_from_slice(data)).await?;
         let r = offset..offset + data.len() as u64;
         staged.present.insert(r.clone());
         staged.written.insert(r);
@@ -322,7 +322,7 @@ impl Writer {
         self.unstream(up).await?;
         let staged = self.staged_mut();
         if let Some(f) = &staged.file {
-            f.set_len(n)?;
+            f.set_len(n).await?;
         }
         staged.present.truncate(n);
         staged.written.truncate(n);
@@ -361,10 +361,11 @@ impl Writer {
             return Ok(());
         };
         if let Some(body) = upload.take_all() {
-            let file = StagingFile::create(up.staging_path(&self.key)?)?;
-            file.write_at(0, &body)?;
+            let file = StagingFile::create(up.staging_path(&self.key)).await?;
+            let len = body.len() as u64;
+            file.write_at(0, body).await?;
             let mut present = RangeSet::new();
-            present.insert(0..body.len() as u64);
+            present.insert(0..len);
             self.data = Data::Staged(Staged {
                 file: Some(file),
                 base: None,
@@ -580,7 +581,7 @@ impl Staged {
             .await;
         for f in fetched {
             let (r, d) = f?;
-            file.write_at(r.start, &d)?;
+            file.write_at(r.start, d).await?;
             self.present.insert(r);
         }
         Ok(())
@@ -599,7 +600,7 @@ impl Staged {
             (Some(_), _) => {
                 self.ensure_present(up, range.clone()).await?;
                 let f = self.file.as_ref().expect("checked");
-                Ok(Bytes::from(f.read_at(range.start, len)?))
+                Ok(Bytes::from(f.read_at(range.start, len).await?))
             }
             (None, Some(base)) => {
                 // Nothing local: the base's bytes, then zeros past its end.
@@ -655,7 +656,7 @@ impl Staged {
         // Parts to send come from the staging file: fetch what it lacks first (a file
         // only grown by truncate has none yet: past the base it reads as zeros).
         if self.file.is_none() && plan.iter().any(|p| !p.1) {
-            self.file = Some(StagingFile::create(up.staging_path(key)?)?);
+            self.file = Some(StagingFile::create(up.staging_path(key)).await?);
         }
         for (r, copy) in &plan {
             if !copy {
@@ -683,6 +684,7 @@ impl Staged {
                         let body = match &this.file {
                             Some(f) => f
                                 .read_at(r.start, (r.end - r.start) as usize)
+                                .await
                                 .map(Bytes::from),
                             None => Err(Error::eio("no staging file")),
                         };
