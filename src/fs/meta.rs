@@ -1,6 +1,9 @@
 //! The HeadObject cache: results (including "not found") live for the metadata TTL, and
 //! concurrent requests for the same key share one HeadObject. Statahead fills it ahead
-//! of the kernel's lookups after a readdir.
+//! of the kernel's lookups after a readdir; what statahead fetched also waits, for up to
+//! [`AHEAD_HORIZON`], for the one lookup it was fetched for, so a long `ls -l` on a busy
+//! machine (or a slow server) does not fetch an entry twice when the TTL runs out
+//! between statahead's request and the kernel's lookup.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,9 +17,14 @@ use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind};
 /// `None` = the key does not exist.
 pub type HeadResult = Option<Arc<ObjectMeta>>;
 
+/// How long a statahead result waits for its lookup.
+pub const AHEAD_HORIZON: Duration = Duration::from_secs(30);
+
 pub struct MetaCache<S> {
     store: Arc<S>,
     cache: Option<moka::future::Cache<String, HeadResult>>,
+    /// Statahead results no lookup has used yet.
+    ahead: moka::sync::Cache<String, HeadResult>,
 }
 
 impl<S: ObjectStore> MetaCache<S> {
@@ -27,7 +35,40 @@ impl<S: ObjectStore> MetaCache<S> {
                 .max_capacity(200_000)
                 .build()
         });
-        MetaCache { store, cache }
+        let ahead = moka::sync::Cache::builder()
+            .time_to_live(AHEAD_HORIZON)
+            .max_capacity(if ttl.is_zero() { 0 } else { 20_000 })
+            .build();
+        MetaCache {
+            store,
+            cache,
+            ahead,
+        }
+    }
+
+    /// HeadObject of `key` for statahead: cached as [`head`](Self::head) does, and kept
+    /// for its lookup (see the module doc). Returns the round trip if this call sent it.
+    pub async fn prefetch(&self, key: &str) -> Option<Duration> {
+        let (r, rtt) = self.head_timed(key).await;
+        if let (Ok(m), Some(_)) = (r, rtt) {
+            self.ahead.insert(key.to_string(), m);
+        }
+        rtt
+    }
+
+    /// HeadObject of `key` for a lookup: a statahead result not used yet answers it even
+    /// past the TTL (within [`AHEAD_HORIZON`]), once; else as [`head`](Self::head).
+    pub async fn head_for_lookup(&self, key: &str) -> Result<HeadResult> {
+        if let Some(c) = &self.cache {
+            if let Some(m) = c.get(key).await {
+                self.ahead.invalidate(key);
+                return Ok(m);
+            }
+        }
+        if let Some(m) = self.ahead.remove(key) {
+            return Ok(m);
+        }
+        self.head(key).await
     }
 
     async fn fetch(store: Arc<S>, key: String) -> Result<HeadResult> {
@@ -86,6 +127,7 @@ impl<S: ObjectStore> MetaCache<S> {
     }
 
     pub async fn invalidate(&self, key: &str) {
+        self.ahead.invalidate(key);
         if let Some(c) = &self.cache {
             c.invalidate(key).await;
         }

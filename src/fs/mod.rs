@@ -326,7 +326,10 @@ impl<S: ObjectStore> Filesystem<S> {
 
         // A fresh listing of the parent answers without a request for the name itself.
         let mut snap = dir.state.lock().unwrap().listing.clone();
-        if snap.as_deref().is_some_and(|s| self.worth_relisting(s)) {
+        let relist = snap
+            .as_deref()
+            .is_some_and(|s| self.worth_relisting(s) && !self.head_decides(s, name));
+        if relist {
             // Lookups arriving together (the kernel sends them in parallel) share one.
             let again = self
                 .relists
@@ -383,7 +386,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // would double its requests and fall further behind statahead.
         if self.posix() {
             let m = if recent_file {
-                self.meta.head(&key).await?
+                self.meta.head_for_lookup(&key).await?
             } else {
                 self.meta.peek(&key).await.flatten()
             };
@@ -424,7 +427,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 if let Some(m) = self.unchanged_meta(dir, l) {
                     return Ok(Some(self.found_object(dir, &l.name, key, m)));
                 }
-                match self.meta.head(key).await? {
+                match self.meta.head_for_lookup(key).await? {
                     Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
                     None => Ok(None),
                 }
@@ -604,6 +607,17 @@ impl<S: ObjectStore> Filesystem<S> {
             && (s.stale_lookups + 1) * LIST_PAGE > s.order.len() + s.changed.len()
     }
 
+    /// Whether a lookup of `name` in a stale listing `snap` is answered by the name's
+    /// HeadObject anyway (POSIX mode, a file the listing showed lately: see
+    /// `lookup_in_s3`), so listing the directory again would add a request, not save one:
+    /// an `ls -l` that outlasts its listing's TTL lists once, not once per TTL.
+    fn head_decides(&self, snap: &Mutex<Snapshot>, name: &str) -> bool {
+        let s = snap.lock().unwrap();
+        self.posix()
+            && s.updated.elapsed() < STATAHEAD_HORIZON
+            && matches!(s.answer(name), Some(Some((_, l))) if l.kind != Kind::Dir)
+    }
+
     /// A listing of the whole directory that is no longer fresh: the kind a lookup may
     /// replace with a new listing.
     fn stale_complete(&self, s: &Snapshot) -> bool {
@@ -669,7 +683,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 let slot = limiter.acquire().await;
                 let meta = meta.clone();
                 tokio::spawn(async move {
-                    let (_, rtt) = meta.head_timed(&k).await;
+                    let rtt = meta.prefetch(&k).await;
                     slot.done(rtt);
                 });
             }

@@ -662,3 +662,31 @@ async fn stale_listing_lookups_of_listed_files_cost_one_head_each() {
         libc::ENOENT
     );
 }
+
+#[tokio::test]
+async fn ls_l_that_outlasts_the_ttl_lists_once_and_heads_each_file_once() {
+    // A busy machine: the metadata TTL runs out several times while `ls -l` of a
+    // one-page directory goes through its entries.
+    let ttl = Duration::from_millis(100);
+    let mem = MemoryStore::new();
+    for i in 0..1000 {
+        mem.put(&format!("d/f{i:04}"), "x");
+    }
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = ttl);
+    let d = fs.lookup(ROOT_INO, b"d").await.unwrap();
+    stats.reset();
+    assert_eq!(list_names(&fs, d.ino).await.len(), 1000);
+    for i in 0..1000 {
+        if i % 100 == 50 {
+            wait_past(ttl + Duration::from_millis(10)).await;
+        }
+        let a = fs
+            .lookup(d.ino, format!("f{i:04}").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(a.stat.size, 1);
+    }
+    assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
+    let heads = stats.snapshot(Op::HeadObject).requests;
+    assert!(heads <= 1000 + 2, "{heads} HeadObject for 1,000 files");
+}
