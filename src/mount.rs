@@ -339,6 +339,22 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         "mounted"
     );
 
+    let sweep_fs = fs.clone();
+    rt.spawn(async move {
+        let mut every = tokio::time::interval(crate::fs::SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            if sweep_fs.sweep().await > 0 {
+                // Hand the freed listing memory back to the system (glibc keeps it).
+                // SAFETY: malloc_trim only releases free heap pages; it has no
+                // preconditions.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }
+        }
+    });
+
     let mut unmounter = session.unmount_callable();
     let mountpoint = c.mountpoint.clone();
     let sig_fs = fs.clone();

@@ -298,6 +298,16 @@ impl InodeTable {
         }
     }
 
+    /// Every directory inode in the table.
+    pub fn dirs(&self) -> Vec<Arc<Inode>> {
+        let t = self.t.lock().unwrap();
+        t.by_ino
+            .values()
+            .filter(|i| i.kind == Kind::Dir)
+            .cloned()
+            .collect()
+    }
+
     /// Inodes in the table, and how many of them the kernel holds no reference to.
     pub fn counts(&self) -> (usize, usize) {
         let t = self.t.lock().unwrap();

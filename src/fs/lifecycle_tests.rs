@@ -290,3 +290,33 @@ async fn a_directory_rename_deletes_no_marker_before_what_is_under_it() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_idle_mount_drops_its_listings_and_unreferenced_inodes() {
+    let (e, d) = big_dir(20_000, 1_000).await;
+    assert_eq!(names(&e.fs, d).await.len(), 20_000);
+    let listing = |fs: &Filesystem<_>| {
+        let dir = fs.inodes.get(d).unwrap();
+        let n = dir
+            .state
+            .lock()
+            .unwrap()
+            .listing
+            .as_ref()
+            .map(|s| s.lock().unwrap().order.len());
+        n
+    };
+    assert_eq!(listing(&e.fs), Some(20_000));
+    // A directory handle still reading keeps its listing.
+    let fh = e.fs.opendir(d).unwrap();
+    e.fs.readdir(d, fh, 0).await.unwrap();
+    assert_eq!(e.fs.sweep_older_than(Duration::ZERO).await, 0);
+    e.fs.releasedir(fh);
+    // Idle: the listing goes; fresh ones stay for the TTL's sake.
+    assert_eq!(e.fs.sweep().await, 0);
+    assert_eq!(e.fs.sweep_older_than(Duration::ZERO).await, 1);
+    assert_eq!(listing(&e.fs), None);
+    assert!(e.fs.inode_counts().0 <= 1_002);
+    // The directory still lists and looks up as before (a new listing).
+    assert_eq!(e.fs.lookup(d, b"f19999").await.unwrap().stat.size, 1);
+}

@@ -122,6 +122,9 @@ const LIST_PAGE: usize = 1000;
 /// How old a listing may be and still steer statahead.
 const STATAHEAD_HORIZON: Duration = Duration::from_secs(30);
 
+/// How often the mount runs [`Filesystem::sweep`].
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// Keys a lookup's listing asks for: enough to see past names like `name.txt` to `name/`.
 const PROBE_PAGE: i32 = 32;
 
@@ -912,6 +915,38 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Inodes in the table, and how many of them the kernel holds no reference to.
     pub fn inode_counts(&self) -> (usize, usize) {
         self.inodes.counts()
+    }
+
+    /// Drop what an idle mount no longer needs: the listings of directories that no
+    /// open handle reads and that are too old to answer lookups or steer statahead. A
+    /// listing holds every name of its directory, so a mount that listed a million keys
+    /// once returns to a small size. The mount runs this every [`SWEEP_EVERY`].
+    /// Returns how many listings were dropped.
+    pub async fn sweep(&self) -> usize {
+        self.sweep_older_than(STATAHEAD_HORIZON.max(self.cfg.metadata_ttl))
+            .await
+    }
+
+    /// [`sweep`](Self::sweep) listings older than `old`.
+    async fn sweep_older_than(&self, old: Duration) -> usize {
+        // Expired relistings may still hold their snapshots.
+        self.relists.run_pending_tasks().await;
+        let mut dropped = 0;
+        for d in self.inodes.dirs() {
+            let mut st = d.state.lock().unwrap();
+            let idle = st.listing.as_ref().is_some_and(|snap| {
+                // Held by the inode alone: no directory handle is reading it.
+                Arc::strong_count(snap) == 1 && snap.lock().unwrap().updated.elapsed() > old
+            });
+            if idle {
+                st.listing = None;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            debug!(dropped, "idle directory listings dropped");
+        }
+        dropped
     }
 
     fn start_listing(&self, h: &mut DirHandle) {
