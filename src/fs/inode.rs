@@ -25,7 +25,11 @@ pub struct Inode {
     /// (the root's is the mount prefix, `""` for a whole bucket).
     pub key: String,
     pub kind: Kind,
-    pub state: Mutex<InodeState>,
+    /// Shared by every version of this inode: a rename makes a new `Inode` with the new
+    /// name and key but the same state, so code still holding the old one (an open
+    /// directory handle, a refresh in flight, a page push) reads and writes the state the
+    /// table has.
+    pub state: Arc<Mutex<InodeState>>,
 }
 
 /// The mutable part of an inode.
@@ -161,7 +165,7 @@ impl InodeTable {
             name: String::new(),
             key: root_key.to_string(),
             kind: Kind::Dir,
-            state: Mutex::new(InodeState::new(1, root_stat, far_future())),
+            state: Arc::new(Mutex::new(InodeState::new(1, root_stat, far_future()))),
         });
         let mut by_ino = HashMap::new();
         by_ino.insert(ROOT_INO, root);
@@ -253,7 +257,7 @@ impl InodeTable {
             name: name.to_string(),
             key: key.to_string(),
             kind: state.stat.kind,
-            state: Mutex::new(state),
+            state: Arc::new(Mutex::new(state)),
         });
         let unreferenced = inode.state.lock().unwrap().lookups == 0;
         t.by_ino.insert(ino, inode.clone());
@@ -349,14 +353,13 @@ impl InodeTable {
     pub fn rename(&self, ino: u64, parent: u64, name: &str, key: &str) -> Option<Arc<Inode>> {
         let mut t = self.t.lock().unwrap();
         let old = t.by_ino.get(&ino).cloned()?;
-        let state = old.state.lock().unwrap().clone();
         let new = Arc::new(Inode {
             ino,
             parent,
             name: name.to_string(),
             key: key.to_string(),
             kind: old.kind,
-            state: Mutex::new(state),
+            state: old.state.clone(),
         });
         let k = (old.parent, old.name.clone());
         if t.by_name.get(&k) == Some(&ino) {
@@ -378,14 +381,13 @@ impl InodeTable {
             .cloned()
             .collect();
         for i in moved {
-            let state = i.state.lock().unwrap().clone();
             let n = Arc::new(Inode {
                 ino: i.ino,
                 parent: i.parent,
                 name: i.name.clone(),
                 key: format!("{new}{}", &i.key[old.len()..]),
                 kind: i.kind,
-                state: Mutex::new(state),
+                state: i.state.clone(),
             });
             t.by_ino.insert(i.ino, n);
         }

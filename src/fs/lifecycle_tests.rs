@@ -320,3 +320,45 @@ async fn an_idle_mount_drops_its_listings_and_unreferenced_inodes() {
     // The directory still lists and looks up as before (a new listing).
     assert_eq!(e.fs.lookup(d, b"f19999").await.unwrap().stat.size, 1);
 }
+
+#[tokio::test]
+async fn a_renamed_inode_keeps_its_identity_and_open_handles_follow_it() {
+    let e = env(MemoryStore::new());
+    e.store.inner().put("d1/a", "x");
+    e.store.inner().put("f", "y");
+    let d1 = e.fs.lookup(ROOT_INO, b"d1").await.unwrap();
+    let f = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let fh = e.fs.opendir(d1.ino).unwrap();
+    assert_eq!(names(&e.fs, d1.ino).await, ["a"]);
+    let old_file = e.fs.inodes.get(f.ino).unwrap();
+    e.fs.rename(ROOT_INO, b"d1", ROOT_INO, b"d2", 0)
+        .await
+        .unwrap();
+    e.fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0)
+        .await
+        .unwrap();
+    // State written through the inode as it was before the rename is the inode's state.
+    old_file.state.lock().unwrap().symlink_target = Some("marker".into());
+    let now = e.fs.inodes.get(f.ino).unwrap();
+    assert_eq!(now.key, "g");
+    assert_eq!(
+        now.state.lock().unwrap().symlink_target.as_deref(),
+        Some("marker")
+    );
+    // A handle opened before the rename lists the directory where it is now.
+    let (_, o) = e.fs.create(d1.ino, b"new", 0o644, ME).await.unwrap();
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert!(e.store.inner().get("d2/new").is_some());
+    let mut listed: Vec<String> =
+        e.fs.readdir(d1.ino, fh, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.name)
+            .filter(|n| n != "." && n != "..")
+            .collect();
+    listed.sort();
+    assert_eq!(listed, ["a", "new"]);
+    e.fs.releasedir(fh);
+}

@@ -23,8 +23,8 @@ pub const AHEAD_HORIZON: Duration = Duration::from_secs(30);
 pub struct MetaCache<S> {
     store: Arc<S>,
     cache: Option<moka::future::Cache<String, HeadResult>>,
-    /// Statahead results no lookup has used yet.
-    ahead: moka::sync::Cache<String, HeadResult>,
+    /// Statahead results no lookup has used yet, with the listing pass that asked.
+    ahead: moka::sync::Cache<String, (u64, HeadResult)>,
 }
 
 impl<S: ObjectStore> MetaCache<S> {
@@ -46,27 +46,31 @@ impl<S: ObjectStore> MetaCache<S> {
         }
     }
 
-    /// HeadObject of `key` for statahead: cached as [`head`](Self::head) does, and kept
-    /// for its lookup (see the module doc). Returns the round trip if this call sent it.
-    pub async fn prefetch(&self, key: &str) -> Option<Duration> {
+    /// HeadObject of `key` for statahead of listing `pass`: cached as
+    /// [`head`](Self::head) does, and kept for its lookup (see the module doc). Returns
+    /// the round trip if this call sent it.
+    pub async fn prefetch(&self, key: &str, pass: u64) -> Option<Duration> {
         let (r, rtt) = self.head_timed(key).await;
         if let (Ok(m), Some(_)) = (r, rtt) {
-            self.ahead.insert(key.to_string(), m);
+            self.ahead.insert(key.to_string(), (pass, m));
         }
         rtt
     }
 
-    /// HeadObject of `key` for a lookup: a statahead result not used yet answers it even
-    /// past the TTL (within [`AHEAD_HORIZON`]), once; else as [`head`](Self::head).
-    pub async fn head_for_lookup(&self, key: &str) -> Result<HeadResult> {
+    /// HeadObject of `key` for a lookup answered from listing `pass`: a statahead result
+    /// that listing asked for and no lookup used yet answers it even past the TTL (within
+    /// [`AHEAD_HORIZON`]), once; else as [`head`](Self::head).
+    pub async fn head_for_lookup(&self, key: &str, pass: u64) -> Result<HeadResult> {
         if let Some(c) = &self.cache {
             if let Some(m) = c.get(key).await {
                 self.ahead.invalidate(key);
                 return Ok(m);
             }
         }
-        if let Some(m) = self.ahead.remove(key) {
-            return Ok(m);
+        if let Some((p, m)) = self.ahead.remove(key) {
+            if p == pass {
+                return Ok(m);
+            }
         }
         self.head(key).await
     }

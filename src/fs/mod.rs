@@ -341,6 +341,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 .map_err(|e: Arc<Error>| (*e).clone())?;
             snap = again.or(snap);
         }
+        // Statahead results are used by lookups answered from the listing that asked.
+        let pass = snap.as_ref().map_or(0, |s| s.lock().unwrap().pass);
         // A file the listing showed lately, in POSIX mode: its HeadObject decides.
         let mut recent_file = false;
         if let Some(snap) = &snap {
@@ -371,7 +373,7 @@ impl<S: ObjectStore> Filesystem<S> {
             };
             match listed {
                 Some(Some(l)) => {
-                    if let Some(a) = self.resolve_listed(&dir, &l, &key, &prefix).await? {
+                    if let Some(a) = self.resolve_listed(&dir, &l, &key, &prefix, pass).await? {
                         return Ok(a);
                     }
                 }
@@ -389,7 +391,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // would double its requests and fall further behind statahead.
         if self.posix() {
             let m = if recent_file {
-                self.meta.head_for_lookup(&key).await?
+                self.meta.head_for_lookup(&key, pass).await?
             } else {
                 self.meta.peek(&key).await.flatten()
             };
@@ -418,6 +420,7 @@ impl<S: ObjectStore> Filesystem<S> {
         l: &Listed,
         key: &str,
         prefix: &str,
+        pass: u64,
     ) -> Result<Option<Attr>> {
         match l.kind {
             Kind::Dir => {
@@ -430,7 +433,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 if let Some(m) = self.unchanged_meta(dir, l) {
                     return Ok(Some(self.found_object(dir, &l.name, key, m)));
                 }
-                match self.meta.head_for_lookup(key).await? {
+                match self.meta.head_for_lookup(key, pass).await? {
                     Some(m) => Ok(Some(self.found_object(dir, &l.name, key, m))),
                     None => Ok(None),
                 }
@@ -672,13 +675,13 @@ impl<S: ObjectStore> Filesystem<S> {
             return;
         }
         debug!(dir = %dir.key, n = keys.len(), "marker statahead");
-        self.head_ahead(keys);
+        self.head_ahead(keys, s.pass);
     }
 
     /// HeadObject `keys` in the background, as many at a time as the server takes
     /// without queueing them (at most `statahead_concurrency`; see `limiter`), into the
     /// metadata cache (where lookups find them, or join them while in flight).
-    fn head_ahead(&self, keys: Vec<String>) {
+    fn head_ahead(&self, keys: Vec<String>, pass: u64) {
         let meta = self.meta.clone();
         let limiter = self.statahead.clone();
         tokio::spawn(async move {
@@ -686,7 +689,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 let slot = limiter.acquire().await;
                 let meta = meta.clone();
                 tokio::spawn(async move {
-                    let rtt = meta.prefetch(&k).await;
+                    let rtt = meta.prefetch(&k, pass).await;
                     slot.done(rtt);
                 });
             }
@@ -711,7 +714,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .map(|l| l.key_in(&dir.key))
             .collect();
         debug!(dir = %dir.key, from, to, "statahead");
-        self.head_ahead(keys);
+        self.head_ahead(keys, s.pass);
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
@@ -950,6 +953,11 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     fn start_listing(&self, h: &mut DirHandle) {
+        // The directory may have been renamed since the handle was opened: list it
+        // where it is now.
+        if let Ok(now) = self.inodes.get(h.dir.ino) {
+            h.dir = now;
+        }
         h.entries.clear();
         h.token = None;
         h.ahead = None;

@@ -171,6 +171,9 @@ pub struct Snapshot {
     /// Names this mount has changed since the listing: lookups of these ask S3 (or the
     /// inode table), and readdir lists the directory again instead of reusing this.
     pub changed: HashSet<String>,
+    /// Unique per listing: statahead results are used only by lookups answered from the
+    /// listing that asked for them.
+    pub pass: u64,
 }
 
 impl Snapshot {
@@ -186,6 +189,10 @@ impl Snapshot {
             dir_lookups: 0,
             stale_lookups: 0,
             changed: HashSet::new(),
+            pass: {
+                static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
