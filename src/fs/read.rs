@@ -223,11 +223,19 @@ impl ReadHandle {
                 }
             };
             let fut = r.fetch(self.key.clone(), self.etag.clone(), range.clone());
+            // Polled only if the task is aborted (below).
+            let again = r.fetch(self.key.clone(), self.etag.clone(), range.clone());
             let task = tokio::spawn(fut);
             let abort = task.abort_handle();
             let data = async move {
-                task.await
-                    .unwrap_or_else(|e| Err(Error::eio(format!("prefetch task failed: {e}"))))
+                match task.await {
+                    Ok(r) => r,
+                    // The stream moved on and dropped this part while a read that came
+                    // in parallel (the kernel's readahead) still waits for it: fetch the
+                    // range for that read instead of failing it.
+                    Err(e) if e.is_cancelled() => again.await,
+                    Err(e) => Err(Error::eio(format!("prefetch task failed: {e}"))),
+                }
             }
             .boxed()
             .shared();
@@ -366,6 +374,22 @@ mod tests {
         // 128 KiB reads, but far fewer, larger requests; nothing fetched twice.
         assert!(gets.requests < 20, "{} GETs", gets.requests);
         assert_eq!(gets.bytes, n as u64);
+    }
+
+    #[tokio::test]
+    async fn a_part_dropped_by_the_stream_still_serves_a_read_waiting_for_it() {
+        let n = 4 * 1024 * 1024;
+        let (_, reader, h) = setup(n).await;
+        // A read takes its parts; then the stream is dropped (a seek far away starts a
+        // new one) before the read awaits them, as with the kernel's parallel reads.
+        let parts = {
+            let mut st = h.state.lock().unwrap();
+            let parts = h.stream_parts(&reader, &mut st, 0, 65536);
+            st.stream = None;
+            parts
+        };
+        let got = assemble(parts, 0, 65536).await.unwrap();
+        assert_eq!(&got[..], &body(n)[..65536]);
     }
 
     #[tokio::test]

@@ -153,8 +153,8 @@ where
             StoreErrorKind::PreconditionFailed
         }
         (_, _, Some("InvalidRange")) | (_, Some(416), _) => StoreErrorKind::InvalidRange,
-        (SdkError::ResponseError(_), _, _)
-        | (_, Some(429 | 500..=599), _)
+        (SdkError::ResponseError(_), _, _) if cut_off(&err) => StoreErrorKind::Transient,
+        (_, Some(429 | 500 | 502 | 503 | 504), _)
         | (
             _,
             _,
@@ -176,6 +176,22 @@ where
         _ => causes(&err),
     };
     StoreError::new(kind, format!("{what}: {cause}"))
+}
+
+/// Whether a response that could not be read was cut off (the connection failed while
+/// it arrived: worth another try), rather than malformed (not).
+fn cut_off(err: &(dyn std::error::Error + 'static)) -> bool {
+    let c = causes(err).to_ascii_lowercase();
+    [
+        "io error",
+        "connection",
+        "reset",
+        "broken pipe",
+        "timed out",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|w| c.contains(w))
 }
 
 /// The causes of an error in words, outermost first, from its source chain: for a
