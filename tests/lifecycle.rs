@@ -18,17 +18,7 @@ const MIB: usize = 1024 * 1024;
 
 /// `user.bucketfs.inodes` of the mount: (inodes in the table, idle ones).
 fn inodes(m: &Mount) -> (u64, u64) {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", "user.bucketfs.inodes"])
-        .arg(m.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = m.root_json("user.bucketfs.inodes");
     (v["inodes"].as_u64().unwrap(), v["idle"].as_u64().unwrap())
 }
 

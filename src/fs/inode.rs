@@ -129,6 +129,14 @@ impl Tables {
         }
     }
 
+    /// `n` kernel references fewer on `ino`; how many are left (`None`: not in the table).
+    fn drop_refs(&mut self, ino: u64, n: u64) -> Option<u64> {
+        let inode = self.by_ino.get(&ino)?;
+        let mut s = inode.state.lock().unwrap();
+        s.lookups = s.lookups.saturating_sub(n);
+        Some(s.lookups)
+    }
+
     /// `ino` gained a kernel reference: it is no longer a candidate for eviction.
     fn referenced(&mut self, ino: u64) {
         self.idle.pop(&ino);
@@ -289,15 +297,7 @@ impl InodeTable {
     /// becomes idle again if nothing else holds it.
     pub fn unreference(&self, ino: u64, n: u64) {
         let mut t = self.t.lock().unwrap();
-        let Some(inode) = t.by_ino.get(&ino).cloned() else {
-            return;
-        };
-        let left = {
-            let mut s = inode.state.lock().unwrap();
-            s.lookups = s.lookups.saturating_sub(n);
-            s.lookups
-        };
-        if left == 0 && ino != ROOT_INO {
+        if t.drop_refs(ino, n) == Some(0) && ino != ROOT_INO {
             t.idle(ino);
         }
     }
@@ -399,15 +399,7 @@ impl InodeTable {
             return;
         }
         let mut t = self.t.lock().unwrap();
-        let Some(inode) = t.by_ino.get(&ino).cloned() else {
-            return;
-        };
-        let left = {
-            let mut s = inode.state.lock().unwrap();
-            s.lookups = s.lookups.saturating_sub(n);
-            s.lookups
-        };
-        if left == 0 {
+        if t.drop_refs(ino, n) == Some(0) {
             t.evict(ino);
         }
     }

@@ -391,8 +391,13 @@ impl Mount {
 
     /// The request counters, as JSON.
     pub fn stats(&self) -> serde_json::Value {
+        self.root_json("user.bucketfs.stats")
+    }
+
+    /// The JSON value of xattr `name` of the mount's root (the daemon's reports).
+    pub fn root_json(&self, name: &str) -> serde_json::Value {
         let out = Command::new("getfattr")
-            .args(["--only-values", "-n", "user.bucketfs.stats"])
+            .args(["--only-values", "-n", name])
             .arg(self.path())
             .output()
             .unwrap();
