@@ -362,3 +362,34 @@ async fn a_renamed_inode_keeps_its_identity_and_open_handles_follow_it() {
     assert_eq!(listed, ["a", "new"]);
     e.fs.releasedir(fh);
 }
+
+#[tokio::test]
+async fn a_directory_rename_uploads_its_open_files_in_parallel() {
+    let e = env(MemoryStore::new());
+    let d = e.fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let name = format!("f{i}");
+        let (_, o) =
+            e.fs.create(d.ino, name.as_bytes(), 0o644, ME)
+                .await
+                .unwrap();
+        e.fs.write(o.fh, 0, name.as_bytes()).await.unwrap();
+        handles.push(o.fh);
+    }
+    e.fs.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0)
+        .await
+        .unwrap();
+    assert!(
+        e.stats.snapshot(Op::PutObject).max_in_flight > 1,
+        "the open files were uploaded one at a time"
+    );
+    for fh in handles {
+        e.fs.flush(fh).await.unwrap();
+        e.fs.release(fh).await.unwrap();
+    }
+    for i in 0..6 {
+        let body = e.store.inner().get(&format!("e/f{i}")).unwrap();
+        assert_eq!(body, format!("f{i}"));
+    }
+}

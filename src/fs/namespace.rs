@@ -346,18 +346,29 @@ impl<S: ObjectStore> Filesystem<S> {
     /// the sources (the marker last). Files open for writing under `old` are committed
     /// first and follow their keys.
     async fn rename_dir(&self, old: &str, new: &str) -> Result<()> {
-        let mut moving = Vec::new();
-        for (ino, w) in self.open_writers() {
-            let mut g = w.lock().await;
-            if g.key.starts_with(old) && !g.unlinked {
-                if g.is_dirty() {
-                    if let Err(e) = g.commit(&self.uploader).await {
-                        error!(key = %g.key, "upload before rename failed: {}", e.message);
-                        return Err(e);
+        // Files open for writing under the directory are uploaded first, in parallel.
+        let commits: Vec<Result<Option<(u64, super::modify::SharedWriter)>>> =
+            futures::stream::iter(self.open_writers())
+                .map(|(ino, w)| async move {
+                    let mut g = w.lock().await;
+                    if !g.key.starts_with(old) || g.unlinked {
+                        return Ok(None);
                     }
-                }
-                moving.push((ino, w.clone()));
-            }
+                    if g.is_dirty() {
+                        if let Err(e) = g.commit(&self.uploader).await {
+                            error!(key = %g.key, "upload before rename failed: {}", e.message);
+                            return Err(e);
+                        }
+                    }
+                    drop(g);
+                    Ok(Some((ino, w)))
+                })
+                .buffer_unordered(RENAME_CONCURRENCY)
+                .collect()
+                .await;
+        let mut moving = Vec::new();
+        for c in commits {
+            moving.extend(c?);
         }
         let mut keys = Vec::new();
         let mut token = None;
