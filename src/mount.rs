@@ -344,13 +344,12 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         let mut every = tokio::time::interval(crate::fs::SWEEP_EVERY);
         loop {
             every.tick().await;
-            if sweep_fs.sweep().await > 0 {
-                // Hand the freed listing memory back to the system (glibc keeps it).
-                // SAFETY: malloc_trim only releases free heap pages; it has no
-                // preconditions.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
+            sweep_fs.sweep().await;
+            // Hand memory freed since (dropped listings, inodes the kernel forgot) back
+            // to the system: glibc keeps freed heap pages otherwise.
+            // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
             }
         }
     });
