@@ -219,11 +219,11 @@ fn file_type(k: Kind) -> FileType {
 /// The errno to reply, logging the failure when it is more than routine.
 fn errno(op: &str, e: &Error) -> Errno {
     if e.is_noteworthy() {
-        warn!(op, "{}", e.message);
+        warn!(op, "{}", e);
     } else {
-        debug!(op, "{}", e.message);
+        debug!(op, "{}", e);
     }
-    Errno::from_i32(e.errno)
+    Errno::from_i32(e.errno())
 }
 
 /// Whether process `tgid` has a descriptor open on inode `ino` of mount `mnt`, from

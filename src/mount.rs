@@ -57,7 +57,10 @@ pub fn run(args: MountArgs) -> i32 {
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
             drop(wr);
             let mut msg = String::new();
-            let _ = File::from(rd).read_to_string(&mut msg);
+            // A read error leaves `msg` short of OK, which is reported below as a failure.
+            if let Err(e) = File::from(rd).read_to_string(&mut msg) {
+                msg = format!("error: the mount process did not report its status: {e}");
+            }
             if msg == OK {
                 0
             } else if msg.is_empty() {
@@ -70,7 +73,10 @@ pub fn run(args: MountArgs) -> i32 {
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(rd);
-            let _ = nix::unistd::setsid();
+            if let Err(e) = nix::unistd::setsid() {
+                // Still serves; it only stays in the shell's session.
+                eprintln!("bucketfs: warning: setsid failed: {e}");
+            }
             let mut status = Some(File::from(wr));
             match serve(&args, &checked, Some(&mut status)) {
                 Ok(()) => 0,
@@ -138,7 +144,11 @@ fn is_mountpoint(path: &Path) -> bool {
 
 fn report(status: &mut Option<File>, msg: &str) {
     if let Some(mut f) = status.take() {
-        let _ = f.write_all(msg.as_bytes());
+        // The parent reads this to decide its exit code; if it is gone there is no one
+        // left to tell, so the error goes to the log instead.
+        if let Err(e) = f.write_all(msg.as_bytes()) {
+            tracing::warn!("could not report the mount status to the parent process: {e}");
+        }
     }
 }
 
@@ -382,7 +392,9 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
                     "unmount of {} failed ({e}); detaching it lazily",
                     mountpoint.display()
                 );
-                let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                if let Err(e) = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+                    warn!("lazy unmount of {} failed too: {e}", mountpoint.display());
+                }
             }
             break;
         }
@@ -390,7 +402,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
 
     if let Some(st) = status {
         report(st, OK);
-        let _ = std::env::set_current_dir("/");
+        // So the daemon does not keep the caller's directory busy.
+        if let Err(e) = std::env::set_current_dir("/") {
+            warn!("cannot leave the working directory for /: {e}");
+        }
         redirect_stdio();
     }
     let res = session.run();

@@ -5,7 +5,9 @@
 //! evicted from it, so listing a huge bucket does not grow the table for ever.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use super::attr::{Kind, Stat};
@@ -78,12 +80,12 @@ impl InodeState {
 
 impl Inode {
     pub fn stat(&self) -> Stat {
-        self.state.lock().unwrap().stat
+        self.state.lock().stat
     }
 
     /// The ETag we know for this object, from HeadObject or a listing.
     pub fn etag(&self) -> Option<String> {
-        let st = self.state.lock().unwrap();
+        let st = self.state.lock();
         st.meta
             .as_ref()
             .map(|m| m.etag.clone())
@@ -122,7 +124,7 @@ impl Tables {
             let unreferenced = self
                 .by_ino
                 .get(&old)
-                .is_some_and(|i| i.state.lock().unwrap().lookups == 0);
+                .is_some_and(|i| i.state.lock().lookups == 0);
             if unreferenced {
                 self.evict(old);
             }
@@ -132,7 +134,7 @@ impl Tables {
     /// `n` kernel references fewer on `ino`; how many are left (`None`: not in the table).
     fn drop_refs(&mut self, ino: u64, n: u64) -> Option<u64> {
         let inode = self.by_ino.get(&ino)?;
-        let mut s = inode.state.lock().unwrap();
+        let mut s = inode.state.lock();
         s.lookups = s.lookups.saturating_sub(n);
         Some(s.lookups)
     }
@@ -190,23 +192,22 @@ impl InodeTable {
 
     /// Keep at most `cap` inodes that the kernel holds no reference to.
     pub fn with_idle_cap(self, cap: usize) -> Self {
-        self.t.lock().unwrap().idle_cap = cap;
+        self.t.lock().idle_cap = cap;
         self
     }
 
     pub fn get(&self, ino: u64) -> Result<Arc<Inode>> {
         self.t
             .lock()
-            .unwrap()
             .by_ino
             .get(&ino)
             .cloned()
-            .ok_or_else(|| Error::new(libc::ESTALE, format!("inode {ino} is not known")))
+            .ok_or_else(|| Error::Stale(ino))
     }
 
     /// The inode for `name` in `parent` if the table has one.
     pub fn child(&self, parent: u64, name: &str) -> Option<Arc<Inode>> {
-        let t = self.t.lock().unwrap();
+        let t = self.t.lock();
         let ino = t.by_name.get(&(parent, name.to_string()))?;
         t.by_ino.get(ino).cloned()
     }
@@ -225,11 +226,11 @@ impl InodeTable {
         listed_etag: Option<String>,
         lookup: bool,
     ) -> Arc<Inode> {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         if let Some(ino) = t.by_name.get(&(parent, name.to_string())).copied() {
             if let Some(inode) = t.by_ino.get(&ino).cloned() {
                 if inode.kind == stat.kind && inode.key == key {
-                    let mut s = inode.state.lock().unwrap();
+                    let mut s = inode.state.lock();
                     s.stat = stat;
                     s.valid_until = valid_until;
                     if meta.is_some() {
@@ -267,7 +268,7 @@ impl InodeTable {
             kind: state.stat.kind,
             state: Arc::new(Mutex::new(state)),
         });
-        let unreferenced = inode.state.lock().unwrap().lookups == 0;
+        let unreferenced = inode.state.lock().lookups == 0;
         t.by_ino.insert(ino, inode.clone());
         t.by_name.insert((parent, name.to_string()), ino);
         if unreferenced {
@@ -278,16 +279,16 @@ impl InodeTable {
 
     /// One more kernel reference to `inode` (a lookup answered from local state).
     pub fn add_lookup(&self, inode: &Inode) {
-        let mut t = self.t.lock().unwrap();
-        inode.state.lock().unwrap().lookups += 1;
+        let mut t = self.t.lock();
+        inode.state.lock().lookups += 1;
         t.referenced(inode.ino);
     }
 
     /// One more kernel reference to `ino` (a READDIRPLUS entry), if it is in the table.
     pub fn reference(&self, ino: u64) -> Option<Arc<Inode>> {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         let inode = t.by_ino.get(&ino).cloned()?;
-        inode.state.lock().unwrap().lookups += 1;
+        inode.state.lock().lookups += 1;
         t.referenced(ino);
         Some(inode)
     }
@@ -296,7 +297,7 @@ impl InodeTable {
     /// READDIRPLUS entry that did not fit): the inode stays, as it was before, and
     /// becomes idle again if nothing else holds it.
     pub fn unreference(&self, ino: u64, n: u64) {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         if t.drop_refs(ino, n) == Some(0) && ino != ROOT_INO {
             t.idle(ino);
         }
@@ -304,7 +305,7 @@ impl InodeTable {
 
     /// Every directory inode in the table.
     pub fn dirs(&self) -> Vec<Arc<Inode>> {
-        let t = self.t.lock().unwrap();
+        let t = self.t.lock();
         t.by_ino
             .values()
             .filter(|i| i.kind == Kind::Dir)
@@ -314,7 +315,7 @@ impl InodeTable {
 
     /// Inodes in the table, and how many of them the kernel holds no reference to.
     pub fn counts(&self) -> (usize, usize) {
-        let t = self.t.lock().unwrap();
+        let t = self.t.lock();
         (t.by_ino.len(), t.idle.len())
     }
 
@@ -328,7 +329,7 @@ impl InodeTable {
         stat: Stat,
         valid_until: Instant,
     ) -> Arc<Inode> {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         Self::add(
             &mut t,
             parent,
@@ -341,17 +342,13 @@ impl InodeTable {
     /// The name `name` in `parent` is gone (unlink, rmdir). Inodes the kernel still
     /// holds stay until forgotten.
     pub fn remove_name(&self, parent: u64, name: &str) {
-        self.t
-            .lock()
-            .unwrap()
-            .by_name
-            .remove(&(parent, name.to_string()));
+        self.t.lock().by_name.remove(&(parent, name.to_string()));
     }
 
     /// `ino` moved to `name` in `parent` with key `key` (rename). Returns the inode as
     /// it is now; whatever had the new name loses it.
     pub fn rename(&self, ino: u64, parent: u64, name: &str, key: &str) -> Option<Arc<Inode>> {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         let old = t.by_ino.get(&ino).cloned()?;
         let new = Arc::new(Inode {
             ino,
@@ -373,7 +370,7 @@ impl InodeTable {
     /// Every inode whose key starts with `old` now has `new` in its place (the
     /// descendants of a renamed directory).
     pub fn rekey_prefix(&self, old: &str, new: &str) {
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         let moved: Vec<Arc<Inode>> = t
             .by_ino
             .values()
@@ -398,14 +395,14 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        let mut t = self.t.lock().unwrap();
+        let mut t = self.t.lock();
         if t.drop_refs(ino, n) == Some(0) {
             t.evict(ino);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.t.lock().unwrap().by_ino.len()
+        self.t.lock().by_ino.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -442,11 +439,11 @@ mod tests {
         let a = t.upsert(ROOT_INO, "a", "a", st(Kind::File), now, None, None, true);
         let a2 = t.upsert(ROOT_INO, "a", "a", st(Kind::File), now, None, None, true);
         assert_eq!(a.ino, a2.ino);
-        assert_eq!(a.state.lock().unwrap().lookups, 2);
+        assert_eq!(a.state.lock().lookups, 2);
         t.forget(a.ino, 1);
         assert!(t.get(a.ino).is_ok());
         t.forget(a.ino, 1);
-        assert_eq!(t.get(a.ino).unwrap_err().errno, libc::ESTALE);
+        assert_eq!(t.get(a.ino).unwrap_err().errno(), libc::ESTALE);
         assert!(t.child(ROOT_INO, "a").is_none());
         t.forget(ROOT_INO, 10);
         assert!(t.get(ROOT_INO).is_ok());

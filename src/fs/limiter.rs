@@ -6,7 +6,9 @@
 //! long as the fastest seen lately the limit grows; when they take longer, requests are
 //! queueing at the server and the limit shrinks in proportion.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -67,7 +69,7 @@ impl Limiter {
 
     /// The current limit.
     pub fn limit(&self) -> usize {
-        self.state.lock().unwrap().limit as usize
+        self.state.lock().limit as usize
     }
 
     /// Wait until fewer than the limit are in flight, and take a slot.
@@ -75,7 +77,7 @@ impl Limiter {
         loop {
             let notified = self.freed.notified();
             {
-                let mut s = self.state.lock().unwrap();
+                let mut s = self.state.lock();
                 if (s.in_flight as f64) < s.limit.floor() {
                     s.in_flight += 1;
                     return Slot {
@@ -89,7 +91,7 @@ impl Limiter {
 
     /// Learn from one round trip (`None`: no request was needed, nothing to learn).
     fn sample(&self, rtt: Option<Duration>) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock();
         s.in_flight -= 1;
         if let Some(rtt) = rtt {
             s.samples += 1;
@@ -197,6 +199,6 @@ mod tests {
         for _ in 0..10 {
             drop(rt.block_on(l.acquire()));
         }
-        assert_eq!(l.state.lock().unwrap().in_flight, 0);
+        assert_eq!(l.state.lock().in_flight, 0);
     }
 }

@@ -86,12 +86,9 @@ impl<S: ObjectStore> MetaCache<S> {
                 // or deny it: the directory then has the mount's defaults.
                 static WARNED: AtomicBool = AtomicBool::new(false);
                 if !WARNED.swap(true, Ordering::Relaxed) {
-                    warn!(
-                        key,
-                        "directory metadata unavailable, using defaults: {}", e.message
-                    );
+                    warn!(key, "directory metadata unavailable, using defaults: {}", e);
                 } else {
-                    debug!(key, "directory metadata unavailable: {}", e.message);
+                    debug!(key, "directory metadata unavailable: {}", e);
                 }
                 Ok(None)
             }

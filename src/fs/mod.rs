@@ -21,7 +21,9 @@ pub mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -257,10 +259,7 @@ impl<S: ObjectStore> Filesystem<S> {
     fn dir_inode(&self, ino: u64) -> Result<Arc<Inode>> {
         let d = self.inodes.get(ino)?;
         if d.kind != Kind::Dir {
-            return Err(Error::new(
-                libc::ENOTDIR,
-                format!("{}: not a directory", d.key),
-            ));
+            return Err(Error::NotDir(d.key.clone()));
         }
         Ok(d)
     }
@@ -270,7 +269,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Resolve `name` in directory `parent`. Adds one kernel reference to the result.
     pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
         match self.lookup_in_s3(parent, name).await {
-            Err(e) if e.errno == libc::ENOENT => self.unlisted_dir(parent, name, true).ok_or(e),
+            Err(e) if e.is_not_found() => self.unlisted_dir(parent, name, true).ok_or(e),
             r => r,
         }
     }
@@ -305,12 +304,10 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     async fn lookup_in_s3(&self, parent: u64, name: &[u8]) -> Result<Attr> {
-        let name = check_request_name(name).map_err(|e| {
-            if e.errno == libc::EINVAL {
-                Error::new(libc::ENOENT, e.message)
-            } else {
-                e
-            }
+        // A name S3 cannot store cannot exist there either.
+        let name = check_request_name(name).map_err(|e| match e {
+            Error::Invalid(m) => Error::NotFound(m),
+            e => e,
         })?;
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
@@ -328,7 +325,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
 
         // A fresh listing of the parent answers without a request for the name itself.
-        let mut snap = dir.state.lock().unwrap().listing.clone();
+        let mut snap = dir.state.lock().listing.clone();
         let relist = snap
             .as_deref()
             .is_some_and(|s| self.worth_relisting(s) && !self.head_decides(s, name));
@@ -342,12 +339,12 @@ impl<S: ObjectStore> Filesystem<S> {
             snap = again.or(snap);
         }
         // Statahead results are used by lookups answered from the listing that asked.
-        let pass = snap.as_ref().map_or(0, |s| s.lock().unwrap().pass);
+        let pass = snap.as_ref().map_or(0, |s| s.lock().pass);
         // A file the listing showed lately, in POSIX mode: its HeadObject decides.
         let mut recent_file = false;
         if let Some(snap) = &snap {
             let listed = {
-                let mut s = snap.lock().unwrap();
+                let mut s = snap.lock();
                 let answer = s.answer(name).map(|e| e.map(|(i, l)| (i, l.clone())));
                 if let Some(Some((idx, l))) = &answer {
                     // Statahead only warms the cache, so an older listing may steer it.
@@ -377,12 +374,12 @@ impl<S: ObjectStore> Filesystem<S> {
                         return Ok(a);
                     }
                 }
-                Some(None) => return Err(Error::enoent(&key)),
+                Some(None) => return Err(Error::NotFound(key.to_string())),
                 None => {}
             }
         }
         if self.negative.contains_key(&(dir.ino, name.to_string())) {
-            return Err(Error::enoent(&key));
+            return Err(Error::NotFound(key.to_string()));
         }
         // A fresh HeadObject (statahead's, or an earlier lookup's) answers for a file.
         // For a file a recent listing showed, the HeadObject is asked for (or joined
@@ -401,13 +398,13 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         if let Some(snap) = &snap {
             // A probe the listing could not spare: counts toward listing it again.
-            let mut s = snap.lock().unwrap();
+            let mut s = snap.lock();
             if self.stale_complete(&s) {
                 s.stale_lookups += 1;
             }
         }
         let r = self.probe(&dir, name, &key, &prefix).await;
-        if matches!(&r, Err(e) if e.errno == libc::ENOENT) {
+        if matches!(&r, Err(e) if e.is_not_found()) {
             self.negative.insert((dir.ino, name.to_string()), ());
         }
         r
@@ -451,7 +448,7 @@ impl<S: ObjectStore> Filesystem<S> {
     fn unchanged_meta(&self, dir: &Inode, l: &Listed) -> Option<Arc<crate::store::ObjectMeta>> {
         let summary = l.summary.as_ref()?;
         let child = self.inodes.child(dir.ino, &l.name)?;
-        let m = child.state.lock().unwrap().meta.clone()?;
+        let m = child.state.lock().meta.clone()?;
         let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
         (m.etag == summary.etag
             && m.size == summary.size
@@ -499,11 +496,11 @@ impl<S: ObjectStore> Filesystem<S> {
             return self.found_dir(dir, name, prefix, None).await;
         }
         match object {
-            None => Err(Error::enoent(key)),
+            None => Err(Error::NotFound(key.to_string())),
             Some(s) if !self.posix() => Ok(self.found_listed(dir, name, key, &s)),
             Some(_) => match self.meta.head(key).await? {
                 Some(m) => Ok(self.found_object(dir, name, key, m)),
-                None => Err(Error::enoent(key)),
+                None => Err(Error::NotFound(key.to_string())),
             },
         }
     }
@@ -607,7 +604,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// requests of the better choice, and an `ls -l` of 10,000 names after the TTL costs
     /// 10 probes and 10 pages instead of 10,000 probes one after another.
     fn worth_relisting(&self, snap: &Mutex<Snapshot>) -> bool {
-        let s = snap.lock().unwrap();
+        let s = snap.lock();
         !self.cfg.metadata_ttl.is_zero()
             && self.stale_complete(&s)
             && (s.stale_lookups + 1) * LIST_PAGE > s.order.len() + s.changed.len()
@@ -618,7 +615,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// `lookup_in_s3`), so listing the directory again would add a request, not save one:
     /// an `ls -l` that outlasts its listing's TTL lists once, not once per TTL.
     fn head_decides(&self, snap: &Mutex<Snapshot>, name: &str) -> bool {
-        let s = snap.lock().unwrap();
+        let s = snap.lock();
         self.posix()
             && s.updated.elapsed() < STATAHEAD_HORIZON
             && matches!(s.answer(name), Some(Some((_, l))) if l.kind != Kind::Dir)
@@ -634,7 +631,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// changed the directory while the listing was in flight (then the names in question
     /// are probed instead).
     async fn relist(&self, dir: &Arc<Inode>) -> Result<Option<Arc<Mutex<Snapshot>>>> {
-        let before = dir.state.lock().unwrap().changes;
+        let before = dir.state.lock().changes;
         let mut merger = Merger::new(&dir.key);
         let mut snap = Snapshot::new();
         let mut token = None;
@@ -652,7 +649,7 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         let snap = Arc::new(Mutex::new(snap));
-        let mut st = dir.state.lock().unwrap();
+        let mut st = dir.state.lock();
         if st.changes != before {
             return Ok(None);
         }
@@ -726,7 +723,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn getattr(&self, ino: u64) -> Result<Attr> {
         let inode = self.inodes.get(ino)?;
         let (stat, until) = {
-            let s = inode.state.lock().unwrap();
+            let s = inode.state.lock();
             (s.stat, s.valid_until)
         };
         if Instant::now() < until || inode.kind == Kind::Dir {
@@ -741,10 +738,10 @@ impl<S: ObjectStore> Filesystem<S> {
             .meta
             .head(&inode.key)
             .await?
-            .ok_or_else(|| Error::enoent(&inode.key))?;
+            .ok_or_else(|| Error::NotFound(inode.key.to_string()))?;
         let stat =
             attr::stat_from_meta(&m, inode.kind, self.cfg.metadata_source, &self.cfg.defaults);
-        let mut s = inode.state.lock().unwrap();
+        let mut s = inode.state.lock();
         s.stat = stat;
         s.valid_until = self.valid_until();
         s.meta = Some(m);
@@ -770,13 +767,12 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         self.dirs
             .lock()
-            .unwrap()
             .insert(fh, Arc::new(tokio::sync::Mutex::new(h)));
         Ok(fh)
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().unwrap().remove(&fh);
+        self.dirs.lock().remove(&fh);
     }
 
     /// Entries from position `offset` on (0 = start); at least one page's worth unless
@@ -806,13 +802,12 @@ impl<S: ObjectStore> Filesystem<S> {
         let h = self
             .dirs
             .lock()
-            .unwrap()
             .get(&fh)
             .cloned()
-            .ok_or_else(|| Error::new(libc::EBADF, format!("no directory handle {fh}")))?;
+            .ok_or_else(|| Error::BadHandle(format!("no directory handle {fh}")))?;
         let mut h = h.lock().await;
         if h.dir.ino != ino {
-            return Err(Error::new(libc::EBADF, "directory handle of another inode"));
+            return Err(Error::BadHandle("directory handle of another inode".into()));
         }
         if offset == 0 {
             self.start_listing(&mut h);
@@ -893,7 +888,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// if the inode is gone.
     pub fn entry_attr(&self, e: &DirEntry) -> Option<(Attr, Duration)> {
         let inode = self.inodes.reference(e.ino)?;
-        let s = inode.state.lock().unwrap();
+        let s = inode.state.lock();
         // Never longer than a lookup's (a file open for writing holds its attributes
         // indefinitely, but the kernel should still come back within the TTL).
         let ttl = s
@@ -936,10 +931,10 @@ impl<S: ObjectStore> Filesystem<S> {
         self.relists.run_pending_tasks().await;
         let mut dropped = 0;
         for d in self.inodes.dirs() {
-            let mut st = d.state.lock().unwrap();
+            let mut st = d.state.lock();
             let idle = st.listing.as_ref().is_some_and(|snap| {
                 // Held by the inode alone: no directory handle is reading it.
-                Arc::strong_count(snap) == 1 && snap.lock().unwrap().updated.elapsed() > old
+                Arc::strong_count(snap) == 1 && snap.lock().updated.elapsed() > old
             });
             if idle {
                 st.listing = None;
@@ -964,9 +959,9 @@ impl<S: ObjectStore> Filesystem<S> {
         h.done = false;
         h.merger = Some(Merger::new(&h.dir.key));
         // A complete, fresh listing of this directory is reused as it is.
-        let cached = h.dir.state.lock().unwrap().listing.clone();
+        let cached = h.dir.state.lock().listing.clone();
         if let Some(snap) = cached {
-            let s = snap.lock().unwrap();
+            let s = snap.lock();
             if s.complete && s.changed.is_empty() && self.fresh(s.updated) {
                 let items = s.order.clone();
                 drop(s);
@@ -978,7 +973,7 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         h.snapshot = Arc::new(Mutex::new(Snapshot::new()));
-        h.dir.state.lock().unwrap().listing = Some(h.snapshot.clone());
+        h.dir.state.lock().listing = Some(h.snapshot.clone());
     }
 
     async fn next_page(&self, h: &mut DirHandle) -> Result<()> {
@@ -986,17 +981,15 @@ impl<S: ObjectStore> Filesystem<S> {
         let page = match h.ahead.take() {
             Some(mut a) if token.as_deref() == Some(a.token.as_str()) => (&mut a.task)
                 .await
-                .map_err(|e| Error::new(libc::EIO, format!("listing {}: {e}", h.dir.key)))?,
+                .map_err(|e| Error::task(format!("listing {}", h.dir.key), e))?,
             _ => self.store.list(&h.dir.key, Some("/"), token, None).await,
         }
         .map_err(Error::from)?;
         let merger = h.merger.as_mut().expect("listing started");
         let items = merger.push_page(&page, &self.warn);
-        h.snapshot.lock().unwrap().record_page(
-            &items,
-            merger.has_marker,
-            page.next_token.is_none(),
-        );
+        h.snapshot
+            .lock()
+            .record_page(&items, merger.has_marker, page.next_token.is_none());
         self.append_entries(h, &items);
         h.token = page.next_token;
         h.done = h.token.is_none();
@@ -1021,7 +1014,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// directories made here that the listing did not show.
     fn append_pending(&self, h: &mut DirHandle) {
         self.append_unlisted(h);
-        let inos: Vec<u64> = self.writers.lock().unwrap().keys().copied().collect();
+        let inos: Vec<u64> = self.writers.lock().keys().copied().collect();
         let listed: std::collections::HashSet<String> =
             h.entries.iter().map(|e| e.name.clone()).collect();
         for ino in inos {
@@ -1088,7 +1081,7 @@ impl<S: ObjectStore> Filesystem<S> {
                                 self.cfg.metadata_source,
                                 &self.cfg.defaults,
                             );
-                            let mut st = i.state.lock().unwrap();
+                            let mut st = i.state.lock();
                             st.stat = stat;
                             st.valid_until = self.valid_until();
                         }
@@ -1135,10 +1128,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         let inode = self.inodes.get(ino)?;
         if inode.kind == Kind::Dir {
-            return Err(Error::new(
-                libc::EISDIR,
-                format!("{}: is a directory", inode.key),
-            ));
+            return Err(Error::IsDir(inode.key.clone()));
         }
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return self.open_write(&inode, flags).await;
@@ -1151,7 +1141,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         // Close-to-open: revalidate unless attributes are fresh.
         let (mut meta, mut etag, mut size, fresh) = {
-            let s = inode.state.lock().unwrap();
+            let s = inode.state.lock();
             let etag = s
                 .meta
                 .as_ref()
@@ -1167,7 +1157,7 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         if !fresh || etag.is_none() {
             let a = self.refresh(&inode).await?;
-            meta = inode.state.lock().unwrap().meta.clone();
+            meta = inode.state.lock().meta.clone();
             etag = meta.as_ref().map(|m| m.etag.clone());
             size = a.stat.size;
         }
@@ -1175,18 +1165,15 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(m) = &meta {
             if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
                 warn!(key = %inode.key, storage_class = ?m.storage_class, "object is archived and not restored: restore it before reading");
-                return Err(Error::new(
-                    libc::EACCES,
-                    format!(
-                        "{}: object is in storage class {} and must be restored before it can be read",
-                        inode.key,
-                        m.storage_class.as_deref().unwrap_or("?")
-                    ),
-                ));
+                return Err(Error::Archived {
+                    key: inode.key.clone(),
+                    class: m.storage_class.clone().unwrap_or_else(|| "?".into()),
+                    action: "read",
+                });
             }
         }
         let keep_cache = {
-            let mut s = inode.state.lock().unwrap();
+            let mut s = inode.state.lock();
             let same = s.last_open_etag.as_deref() == Some(etag.as_str());
             s.last_open_etag = Some(etag.clone());
             if s.local_etag.as_deref().is_some_and(|l| l != etag) {
@@ -1210,7 +1197,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     fn add_reader(&self, ino: u64, h: Option<Arc<ReadHandle>>) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().unwrap().insert(
+        self.files.lock().insert(
             fh,
             Arc::new(OpenFile {
                 ino,
@@ -1227,7 +1214,7 @@ impl<S: ObjectStore> Filesystem<S> {
     fn reader_of(&self, f: &OpenFile) -> Result<Arc<ReadHandle>> {
         let inode = self.inodes.get(f.ino)?;
         let (local, etag, size) = {
-            let s = inode.state.lock().unwrap();
+            let s = inode.state.lock();
             let etag = s
                 .meta
                 .as_ref()
@@ -1235,7 +1222,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 .or_else(|| s.listed_etag.clone());
             (s.local_etag.clone(), etag, s.stat.size)
         };
-        let mut r = f.reader.lock().unwrap();
+        let mut r = f.reader.lock();
         let stale = match (&*r, &local) {
             (None, _) => true,
             (Some(h), Some(l)) => &*h.etag != l.as_str(),
@@ -1271,7 +1258,7 @@ impl<S: ObjectStore> Filesystem<S> {
             // The object may have changed: the next open must ask S3 again.
             self.meta.invalidate(&h.key).await;
             if let Ok(inode) = self.inodes.get(h.ino) {
-                inode.state.lock().unwrap().valid_until = Instant::now();
+                inode.state.lock().valid_until = Instant::now();
             }
         }
         let (data, fresh) = r?;
@@ -1285,12 +1272,9 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn readlink(&self, ino: u64) -> Result<String> {
         let inode = self.inodes.get(ino)?;
         if inode.kind != Kind::Symlink {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!("{}: not a symlink", inode.key),
-            ));
+            return Err(Error::Invalid(format!("{}: not a symlink", inode.key)));
         }
-        if let Some(t) = inode.state.lock().unwrap().symlink_target.clone() {
+        if let Some(t) = inode.state.lock().symlink_target.clone() {
             return Ok(t);
         }
         let size = inode.stat().size.min(4096);
@@ -1300,8 +1284,8 @@ impl<S: ObjectStore> Filesystem<S> {
             .await
             .map_err(Error::from)?;
         let target = String::from_utf8(body.to_vec())
-            .map_err(|_| Error::eio(format!("{}: symlink target is not UTF-8", inode.key)))?;
-        inode.state.lock().unwrap().symlink_target = Some(target.clone());
+            .map_err(|_| Error::Failed(format!("{}: symlink target is not UTF-8", inode.key)))?;
+        inode.state.lock().symlink_target = Some(target.clone());
         Ok(target)
     }
 
@@ -1317,7 +1301,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let m = self.meta.head(&inode.key).await?;
         if m.is_none() && inode.kind != Kind::Dir {
-            return Err(Error::enoent(&inode.key));
+            return Err(Error::NotFound(inode.key.to_string()));
         }
         Ok(m)
     }
@@ -1325,7 +1309,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
         let inode = self.inodes.get(ino)?;
         let name = std::str::from_utf8(name)
-            .map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
+            .map_err(|_| Error::NoAttribute("no such attribute".into()))?;
         if ino == ROOT_INO && name == STATS_XATTR {
             if let Some(s) = &self.stats {
                 return Ok(s.to_json().into_bytes());
@@ -1338,14 +1322,14 @@ impl<S: ObjectStore> Filesystem<S> {
         // Only the user namespace maps to S3 metadata; security.*, system.* (ACLs) and
         // trusted.* never exist here, and `ls -l` asks for them on every file.
         if !name.starts_with("user.") {
-            return Err(Error::new(
-                libc::ENODATA,
-                format!("{}: no attribute {name}", inode.key),
-            ));
+            return Err(Error::NoAttribute(format!(
+                "{}: no attribute {name}",
+                inode.key
+            )));
         }
         let m = self.xattr_meta(&inode).await?;
         m.and_then(|m| attr::xattr_value(&m, name))
-            .ok_or_else(|| Error::new(libc::ENODATA, format!("{}: no attribute {name}", inode.key)))
+            .ok_or_else(|| Error::NoAttribute(format!("{}: no attribute {name}", inode.key)))
     }
 
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
@@ -1366,19 +1350,16 @@ impl<S: ObjectStore> Filesystem<S> {
                     return Ok(());
                 }
             }
-            return Err(Error::new(
-                libc::EINVAL,
-                "write 'reset' to reset the counters",
-            ));
+            return Err(Error::Invalid("write 'reset' to reset the counters".into()));
         }
         let name = std::str::from_utf8(name)
-            .map_err(|_| Error::new(libc::EINVAL, "attribute name is not UTF-8"))?;
+            .map_err(|_| Error::Invalid("attribute name is not UTF-8".into()))?;
         self.change_xattr(ino, name, Some(value)).await
     }
 
     pub async fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         let name = std::str::from_utf8(name)
-            .map_err(|_| Error::new(libc::ENODATA, "no such attribute"))?;
+            .map_err(|_| Error::NoAttribute("no such attribute".into()))?;
         self.change_xattr(ino, name, None).await
     }
 

@@ -4,7 +4,9 @@
 //! open takes a writer for the duration of the call and commits before returning.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -40,12 +42,12 @@ pub struct SetAttr {
 
 impl<S: ObjectStore> Filesystem<S> {
     pub(crate) fn writer(&self, ino: u64) -> Option<SharedWriter> {
-        self.writers.lock().unwrap().get(&ino).cloned()
+        self.writers.lock().get(&ino).cloned()
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.cfg.read_only {
-            return Err(Error::new(libc::EROFS, "this mount is read-only"));
+            return Err(Error::ReadOnly);
         }
         Ok(())
     }
@@ -53,7 +55,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Show a writer's attributes on its inode (no request while it is open).
     fn mirror(&self, ino: u64, w: &Writer) {
         if let Ok(inode) = self.inodes.get(ino) {
-            let mut s = inode.state.lock().unwrap();
+            let mut s = inode.state.lock();
             s.stat = w.stat;
             s.valid_until = far_future();
         }
@@ -67,7 +69,7 @@ impl<S: ObjectStore> Filesystem<S> {
         self.meta.invalidate(key).await;
         if let Ok(inode) = self.inodes.get(ino) {
             {
-                let mut s = inode.state.lock().unwrap();
+                let mut s = inode.state.lock();
                 s.stat = w.stat;
                 s.meta = None;
                 s.listed_etag = Some(etag.to_string());
@@ -83,7 +85,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let fh = self
             .next_fh
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.files.lock().unwrap().insert(
+        self.files.lock().insert(
             fh,
             Arc::new(OpenFile {
                 ino,
@@ -98,10 +100,9 @@ impl<S: ObjectStore> Filesystem<S> {
     pub(crate) fn open_file(&self, fh: u64) -> Result<Arc<OpenFile>> {
         self.files
             .lock()
-            .unwrap()
             .get(&fh)
             .cloned()
-            .ok_or_else(|| Error::new(libc::EBADF, format!("no file handle {fh}")))
+            .ok_or_else(|| Error::BadHandle(format!("no file handle {fh}")))
     }
 
     /// The writer of `inode`, created if needed, with one more handle on it. With
@@ -129,7 +130,7 @@ impl<S: ObjectStore> Filesystem<S> {
             let w = self.new_writer(inode, truncate).await?;
             let w = Arc::new(tokio::sync::Mutex::new(w));
             let inserted = {
-                let mut map = self.writers.lock().unwrap();
+                let mut map = self.writers.lock();
                 !map.contains_key(&inode.ino) && map.insert(inode.ino, w.clone()).is_none()
             };
             if !inserted {
@@ -149,24 +150,20 @@ impl<S: ObjectStore> Filesystem<S> {
     fn writers_has(&self, ino: u64, w: &SharedWriter) -> bool {
         self.writers
             .lock()
-            .unwrap()
             .get(&ino)
             .is_some_and(|x| Arc::ptr_eq(x, w))
     }
 
     async fn new_writer(&self, inode: &Arc<Inode>, truncate: bool) -> Result<Writer> {
         if inode.kind == Kind::Dir {
-            return Err(Error::new(
-                libc::EISDIR,
-                format!("{}: is a directory", inode.key),
-            ));
+            return Err(Error::IsDir(inode.key.clone()));
         }
         // The object's content type and user metadata travel with the new upload.
         let m = self
             .meta
             .head(&inode.key)
             .await?
-            .ok_or_else(|| Error::enoent(&inode.key))?;
+            .ok_or_else(|| Error::NotFound(inode.key.to_string()))?;
         let mut stat = inode.stat();
         if !self.posix() {
             stat =
@@ -184,14 +181,11 @@ impl<S: ObjectStore> Filesystem<S> {
             ));
         }
         if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
-            return Err(Error::new(
-                libc::EACCES,
-                format!(
-                    "{}: object is in storage class {} and must be restored before it can be changed",
-                    inode.key,
-                    m.storage_class.as_deref().unwrap_or("?")
-                ),
-            ));
+            return Err(Error::Archived {
+                key: inode.key.clone(),
+                class: m.storage_class.clone().unwrap_or_else(|| "?".into()),
+                action: "changed",
+            });
         }
         Ok(Writer::existing(
             &inode.key,
@@ -206,10 +200,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub(crate) async fn open_write(&self, inode: &Arc<Inode>, flags: i32) -> Result<Opened> {
         self.check_writable()?;
         if inode.kind == Kind::Symlink {
-            return Err(Error::new(
-                libc::ELOOP,
-                format!("{}: is a symlink", inode.key),
-            ));
+            return Err(Error::IsSymlink(inode.key.clone()));
         }
         let truncate = flags & libc::O_TRUNC != 0;
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -217,7 +208,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let fh = self.add_file(inode.ino, true);
         if !writable {
             // O_RDONLY|O_TRUNC: the truncation is the only change; commit it now.
-            self.files.lock().unwrap().remove(&fh);
+            self.files.lock().remove(&fh);
             self.release_writer(inode.ino).await?;
             let fh = self.add_file(inode.ino, false);
             return Ok(Opened {
@@ -265,7 +256,6 @@ impl<S: ObjectStore> Filesystem<S> {
         w.handles = 1;
         self.writers
             .lock()
-            .unwrap()
             .insert(inode.ino, Arc::new(tokio::sync::Mutex::new(w)));
         self.dir_changed(&dir, name);
         self.meta.invalidate(&key).await;
@@ -285,17 +275,17 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let f = self.open_file(fh)?;
         if !f.writable {
-            return Err(Error::new(libc::EBADF, "file is not open for writing"));
+            return Err(Error::BadHandle("file is not open for writing".into()));
         }
         let w = self
             .writer(f.ino)
-            .ok_or_else(|| Error::new(libc::EBADF, "file is no longer open for writing"))?;
+            .ok_or_else(|| Error::BadHandle("file is no longer open for writing".into()))?;
         let mut g = w.lock().await;
         self.check_size(&g.key, offset.checked_add(data.len() as u64))?;
         let r = g.write(&self.uploader, offset, data).await;
         self.mirror(f.ino, &g);
         if let Err(e) = &r {
-            error!(key = %g.key, "write failed: {}", e.message);
+            error!(key = %g.key, "write failed: {}", e);
         }
         r.map(|_| data.len() as u32)
     }
@@ -306,10 +296,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let max = self.uploader.cfg.max_file_size;
         match end {
             Some(n) if n <= max => Ok(()),
-            _ => Err(Error::new(
-                libc::EFBIG,
-                format!("{key}: a file here can hold at most {max} bytes"),
-            )),
+            _ => Err(Error::FileTooBig {
+                key: key.to_string(),
+                max,
+            }),
         }
     }
 
@@ -324,11 +314,8 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             Ok(None) => Ok(()),
             Err(e) => {
-                error!(key = %w.key, "upload failed: {}", e.message);
-                Err(Error::eio(format!(
-                    "upload of {} failed: {}",
-                    w.key, e.message
-                )))
+                error!(key = %w.key, "upload failed: {}", e);
+                Err(Error::upload(&w.key, e))
             }
         }
     }
@@ -386,7 +373,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn release(&self, fh: u64) -> Result<()> {
-        let f = self.files.lock().unwrap().remove(&fh);
+        let f = self.files.lock().remove(&fh);
         match f {
             Some(f) if f.writable => self.release_writer(f.ino).await,
             _ => Ok(()),
@@ -420,13 +407,13 @@ impl<S: ObjectStore> Filesystem<S> {
             r
         };
         {
-            let mut map = self.writers.lock().unwrap();
+            let mut map = self.writers.lock();
             if map.get(&ino).is_some_and(|x| Arc::ptr_eq(x, &w)) {
                 map.remove(&ino);
             }
         }
         if let Ok(inode) = self.inodes.get(ino) {
-            inode.state.lock().unwrap().valid_until = Instant::now() + self.cfg.metadata_ttl;
+            inode.state.lock().valid_until = Instant::now() + self.cfg.metadata_ttl;
         }
         r
     }
@@ -444,7 +431,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let mut g = w.lock().await;
         let r = g.read(&self.uploader, offset, size, writable).await;
         if let Err(e) = &r {
-            error!(key = %g.key, "read of a file open for writing failed: {}", e.message);
+            error!(key = %g.key, "read of a file open for writing failed: {}", e);
         }
         Some(r)
     }
@@ -464,10 +451,7 @@ impl<S: ObjectStore> Filesystem<S> {
         self.check_writable()?;
         if inode.kind == Kind::Dir {
             if ch.size.is_some() {
-                return Err(Error::new(
-                    libc::EISDIR,
-                    format!("{}: is a directory", inode.key),
-                ));
+                return Err(Error::IsDir(inode.key.clone()));
             }
             return self.update_dir(&inode, |st, _, _| apply(st, &ch)).await;
         }
@@ -534,11 +518,11 @@ impl<S: ObjectStore> Filesystem<S> {
                 .put(&inode.key, Bytes::new(), &opts)
                 .await
                 .inspect_err(|e| {
-                    error!(key = %inode.key, "directory update failed: {}", e.message);
+                    error!(key = %inode.key, "directory update failed: {}", e);
                 })?;
             self.meta.invalidate(&inode.key).await;
         }
-        inode.state.lock().unwrap().stat = stat;
+        inode.state.lock().stat = stat;
         Ok(Attr {
             ino: inode.ino,
             stat,
@@ -556,13 +540,10 @@ impl<S: ObjectStore> Filesystem<S> {
         self.check_writable()?;
         let inode = self.inodes.get(ino)?;
         let Some(short) = name.strip_prefix("user.") else {
-            return Err(Error::new(
-                libc::EOPNOTSUPP,
-                format!(
-                    "{}: only user.* attributes can be set, not {name}",
-                    inode.key
-                ),
-            ));
+            return Err(Error::Unsupported(format!(
+                "{}: only user.* attributes can be set, not {name}",
+                inode.key
+            )));
         };
         let value = match value {
             None => None,
@@ -571,13 +552,10 @@ impl<S: ObjectStore> Filesystem<S> {
                     .ok()
                     .filter(|s| s.bytes().all(|b| (0x20..0x7f).contains(&b)))
                     .ok_or_else(|| {
-                        Error::new(
-                            libc::EINVAL,
-                            format!(
-                                "{}: {name}: S3 metadata values must be printable ASCII",
-                                inode.key
-                            ),
-                        )
+                        Error::Invalid(format!(
+                            "{}: {name}: S3 metadata values must be printable ASCII",
+                            inode.key
+                        ))
                     })?
                     .to_string(),
             ),
@@ -585,10 +563,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let content_type = short == "s3.content_type";
         if !content_type {
             if short.starts_with("s3.") {
-                return Err(Error::new(
-                    libc::EPERM,
-                    format!("{}: {name} is read-only", inode.key),
-                ));
+                return Err(Error::NotPermitted(format!(
+                    "{}: {name} is read-only",
+                    inode.key
+                )));
             }
             let ok = !short.is_empty()
                 && short
@@ -596,13 +574,10 @@ impl<S: ObjectStore> Filesystem<S> {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
                 && !attr::POSIX_META.contains(&short.to_ascii_lowercase().as_str());
             if !ok {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    format!(
-                        "{}: {name}: S3 metadata names are letters, digits, '-', '_' and '.'",
-                        inode.key
-                    ),
-                ));
+                return Err(Error::Invalid(format!(
+                    "{}: {name}: S3 metadata names are letters, digits, '-', '_' and '.'",
+                    inode.key
+                )));
             }
         }
         let short = short.to_ascii_lowercase();
@@ -619,25 +594,22 @@ impl<S: ObjectStore> Filesystem<S> {
                         .map(|(k, v)| k.len() + v.len())
                         .sum();
                     if others + short.len() + v.len() > attr::USER_META_ROOM {
-                        return Err(Error::new(
-                            libc::E2BIG,
-                            format!(
-                                "{}: {name}: S3 keeps at most {} bytes of user metadata per \
+                        return Err(Error::MetadataFull(format!(
+                            "{}: {name}: S3 keeps at most {} bytes of user metadata per \
                                  object ({} are taken by the file's mode, owner and times)",
-                                inode.key,
-                                attr::USER_META_LIMIT,
-                                attr::USER_META_LIMIT - attr::USER_META_ROOM
-                            ),
-                        ));
+                            inode.key,
+                            attr::USER_META_LIMIT,
+                            attr::USER_META_LIMIT - attr::USER_META_ROOM
+                        )));
                     }
                     user.insert(short.clone(), v.clone());
                 }
                 None => {
                     if user.remove(&short).is_none() {
-                        return Err(Error::new(
-                            libc::ENODATA,
-                            format!("{}: no attribute {name}", inode.key),
-                        ));
+                        return Err(Error::NoAttribute(format!(
+                            "{}: no attribute {name}",
+                            inode.key
+                        )));
                     }
                 }
             }
@@ -645,7 +617,9 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         if inode.kind == Kind::Dir {
             if inode.key.is_empty() {
-                return Err(Error::new(libc::EPERM, "the bucket root has no metadata"));
+                return Err(Error::NotPermitted(
+                    "the bucket root has no metadata".into(),
+                ));
             }
             self.update_dir(&inode, |_, u, ct| apply(u, ct)).await?;
             return Ok(());
@@ -669,7 +643,6 @@ impl<S: ObjectStore> Filesystem<S> {
     pub(crate) fn open_writers(&self) -> Vec<(u64, SharedWriter)> {
         self.writers
             .lock()
-            .unwrap()
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect()

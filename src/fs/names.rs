@@ -3,8 +3,8 @@
 //! (`.`, `..`, empty segments from `//`, over-long segments, NUL) are skipped with one
 //! warning each; they never break a listing and never map outside the mount.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use super::error::{Error, Result};
 
@@ -41,22 +41,19 @@ pub fn check_listed_name(name: &str) -> std::result::Result<(), Rejected> {
 /// S3 keys are UTF-8, so a name that is not cannot exist in the bucket.
 pub fn check_request_name(name: &[u8]) -> Result<&str> {
     if name.len() > NAME_MAX {
-        return Err(Error::new(
-            libc::ENAMETOOLONG,
-            format!("name of {} bytes is over {NAME_MAX}", name.len()),
-        ));
+        return Err(Error::NameTooLong(format!(
+            "name of {} bytes is over {NAME_MAX}",
+            name.len()
+        )));
     }
     let s = std::str::from_utf8(name).map_err(|_| {
-        Error::new(
-            libc::EINVAL,
-            format!(
-                "name {:?} is not UTF-8 and cannot be an S3 key",
-                String::from_utf8_lossy(name)
-            ),
-        )
+        Error::Invalid(format!(
+            "name {:?} is not UTF-8 and cannot be an S3 key",
+            String::from_utf8_lossy(name)
+        ))
     })?;
     if s.is_empty() || s == "." || s == ".." || s.contains('/') {
-        return Err(Error::new(libc::EINVAL, format!("invalid name {s:?}")));
+        return Err(Error::Invalid(format!("invalid name {s:?}")));
     }
     Ok(s)
 }
@@ -66,10 +63,9 @@ pub fn check_request_name(name: &[u8]) -> Result<&str> {
 pub fn file_key(dir_prefix: &str, name: &str) -> Result<String> {
     let key = format!("{dir_prefix}{name}");
     if key.len() > KEY_MAX {
-        return Err(Error::new(
-            libc::ENAMETOOLONG,
-            format!("key {key:?} is over {KEY_MAX} bytes"),
-        ));
+        return Err(Error::NameTooLong(format!(
+            "key {key:?} is over {KEY_MAX} bytes"
+        )));
     }
     Ok(key)
 }
@@ -88,7 +84,7 @@ pub struct WarnOnce {
 impl WarnOnce {
     /// True the first time `key` is passed.
     pub fn first(&self, key: &str) -> bool {
-        let mut seen = self.seen.lock().unwrap();
+        let mut seen = self.seen.lock();
         if seen.len() > 100_000 {
             seen.clear();
         }
@@ -115,12 +111,12 @@ mod tests {
     #[test]
     fn request_names() {
         assert_eq!(
-            check_request_name(&[b'a'; 256]).unwrap_err().errno,
+            check_request_name(&[b'a'; 256]).unwrap_err().errno(),
             libc::ENAMETOOLONG
         );
-        assert_eq!(check_request_name(b"..").unwrap_err().errno, libc::EINVAL);
+        assert_eq!(check_request_name(b"..").unwrap_err().errno(), libc::EINVAL);
         assert_eq!(
-            check_request_name(&[0xff, 0xfe]).unwrap_err().errno,
+            check_request_name(&[0xff, 0xfe]).unwrap_err().errno(),
             libc::EINVAL
         );
         assert_eq!(check_request_name(b"ok.txt").unwrap(), "ok.txt");
@@ -135,7 +131,7 @@ mod tests {
         assert_eq!(
             file_key(&long, "abcdefghijklmnopqrstuvwxyz")
                 .unwrap_err()
-                .errno,
+                .errno(),
             libc::ENAMETOOLONG
         );
     }

@@ -27,12 +27,12 @@ impl<S: ObjectStore> Filesystem<S> {
     /// A change in `dir` under `name`: its cached listing and negative entry are stale.
     pub(crate) fn dir_changed(&self, dir: &Inode, name: &str) {
         let listing = {
-            let mut s = dir.state.lock().unwrap();
+            let mut s = dir.state.lock();
             s.changes += 1;
             s.listing.clone()
         };
         if let Some(snap) = listing {
-            snap.lock().unwrap().changed.insert(name.to_string());
+            snap.lock().changed.insert(name.to_string());
         }
         self.negative.invalidate(&(dir.ino, name.to_string()));
     }
@@ -91,8 +91,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .inodes
             .insert(parent, name, &prefix, stat, self.valid_until());
         // A directory made here is empty: lookups in it need no request for a while.
-        inode.state.lock().unwrap().listing =
-            Some(Arc::new(std::sync::Mutex::new(Snapshot::empty_dir())));
+        inode.state.lock().listing = Some(Arc::new(parking_lot::Mutex::new(Snapshot::empty_dir())));
         self.dir_changed(&dir, name);
         Ok(Attr {
             ino: inode.ino,
@@ -110,7 +109,7 @@ impl<S: ObjectStore> Filesystem<S> {
         self.check_writable()?;
         let name = check_request_name(name)?;
         let target = std::str::from_utf8(target)
-            .map_err(|_| Error::new(libc::EINVAL, "symlink target is not UTF-8"))?;
+            .map_err(|_| Error::Invalid("symlink target is not UTF-8".into()))?;
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
         let stat = Self::new_stat(Kind::Symlink, 0o777, owner, target.len() as u64);
@@ -122,7 +121,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = self
             .inodes
             .insert(parent, name, &key, stat, self.valid_until());
-        inode.state.lock().unwrap().symlink_target = Some(target.to_string());
+        inode.state.lock().symlink_target = Some(target.to_string());
         self.dir_changed(&dir, name);
         Ok(Attr {
             ino: inode.ino,
@@ -136,10 +135,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let dir = self.dir_inode(parent)?;
         let inode = self.entry(parent, name).await?;
         if inode.kind == Kind::Dir {
-            return Err(Error::new(
-                libc::EISDIR,
-                format!("{}: is a directory", inode.key),
-            ));
+            return Err(Error::IsDir(inode.key.clone()));
         }
         let mut in_s3 = true;
         if let Some(w) = self.writer(inode.ino) {
@@ -159,13 +155,7 @@ impl<S: ObjectStore> Filesystem<S> {
         if !self.unlisted.under(prefix).is_empty() {
             return Ok(true);
         }
-        let pending = self
-            .writers
-            .lock()
-            .unwrap()
-            .keys()
-            .copied()
-            .collect::<Vec<_>>();
+        let pending = self.writers.lock().keys().copied().collect::<Vec<_>>();
         for ino in pending {
             if let Ok(i) = self.inodes.get(ino) {
                 if i.key.starts_with(prefix) && i.key != prefix {
@@ -191,16 +181,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let dir = self.dir_inode(parent)?;
         let inode = self.entry(parent, name).await?;
         if inode.kind != Kind::Dir {
-            return Err(Error::new(
-                libc::ENOTDIR,
-                format!("{}: not a directory", inode.key),
-            ));
+            return Err(Error::NotDir(inode.key.clone()));
         }
         if self.dir_has_children(&inode.key).await? {
-            return Err(Error::new(
-                libc::ENOTEMPTY,
-                format!("{}: directory not empty", inode.key),
-            ));
+            return Err(Error::NotEmpty(inode.key.clone()));
         }
         self.store.delete(&inode.key).await.map_err(Error::from)?;
         self.unlisted.remove_tree(&inode.key);
@@ -218,7 +202,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<()> {
         self.check_writable()?;
         if flags & libc::RENAME_EXCHANGE != 0 {
-            return Err(Error::new(libc::EINVAL, "RENAME_EXCHANGE is not supported"));
+            return Err(Error::Invalid("RENAME_EXCHANGE is not supported".into()));
         }
         let name = check_request_name(name)?;
         let newname = check_request_name(newname)?;
@@ -227,7 +211,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let src = self.entry(parent, name).await?;
         let dst = match self.entry(newparent, newname).await {
             Ok(i) => Some(i),
-            Err(e) if e.errno == libc::ENOENT => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
         if let Some(d) = &dst {
@@ -235,40 +219,31 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Ok(());
             }
             if flags & libc::RENAME_NOREPLACE != 0 {
-                return Err(Error::new(libc::EEXIST, format!("{}: file exists", d.key)));
+                return Err(Error::Exists(d.key.clone()));
             }
         }
         let new_key = if src.kind == Kind::Dir {
             if let Some(d) = &dst {
                 if d.kind != Kind::Dir {
-                    return Err(Error::new(
-                        libc::ENOTDIR,
-                        format!("{}: not a directory", d.key),
-                    ));
+                    return Err(Error::NotDir(d.key.clone()));
                 }
                 if self.dir_has_children(&d.key).await? {
-                    return Err(Error::new(
-                        libc::ENOTEMPTY,
-                        format!("{}: directory not empty", d.key),
-                    ));
+                    return Err(Error::NotEmpty(d.key.clone()));
                 }
             }
             let new_prefix = dir_prefix(&newdir.key, newname)?;
             if new_prefix.starts_with(&src.key) {
-                return Err(Error::new(
-                    libc::EINVAL,
-                    format!("cannot move {} into itself", src.key),
-                ));
+                return Err(Error::Invalid(format!(
+                    "cannot move {} into itself",
+                    src.key
+                )));
             }
             self.rename_dir(&src.key, &new_prefix).await?;
             new_prefix
         } else {
             if let Some(d) = &dst {
                 if d.kind == Kind::Dir {
-                    return Err(Error::new(
-                        libc::EISDIR,
-                        format!("{}: is a directory", d.key),
-                    ));
+                    return Err(Error::IsDir(d.key.clone()));
                 }
             }
             let new_key = file_key(&newdir.key, newname)?;
@@ -288,7 +263,7 @@ impl<S: ObjectStore> Filesystem<S> {
             self.inodes.rekey_prefix(&src.key, &new_key);
         }
         if let Ok(i) = self.inodes.get(src.ino) {
-            i.state.lock().unwrap().valid_until = std::time::Instant::now();
+            i.state.lock().valid_until = std::time::Instant::now();
         }
         self.dir_changed(&dir, name);
         self.dir_changed(&newdir, newname);
@@ -308,7 +283,7 @@ impl<S: ObjectStore> Filesystem<S> {
             if g.is_dirty() {
                 let r = g.commit(&self.uploader).await;
                 if let Err(e) = r {
-                    error!(key = %g.key, "upload before rename failed: {}", e.message);
+                    error!(key = %g.key, "upload before rename failed: {}", e);
                     return Err(e);
                 }
             }
@@ -318,7 +293,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .meta
             .head(&src.key)
             .await?
-            .ok_or_else(|| Error::enoent(&src.key))?;
+            .ok_or_else(|| Error::NotFound(src.key.to_string()))?;
         let mut user_metadata = m.user_metadata.clone();
         // Keep the modification time: the copy gets a new LastModified.
         user_metadata
@@ -337,7 +312,7 @@ impl<S: ObjectStore> Filesystem<S> {
             g.renamed(new_key, Some(etag.clone()));
         }
         if let Ok(i) = self.inodes.get(src.ino) {
-            i.state.lock().unwrap().local_etag = Some(etag);
+            i.state.lock().local_etag = Some(etag);
         }
         Ok(())
     }
@@ -356,7 +331,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     }
                     if g.is_dirty() {
                         if let Err(e) = g.commit(&self.uploader).await {
-                            error!(key = %g.key, "upload before rename failed: {}", e.message);
+                            error!(key = %g.key, "upload before rename failed: {}", e);
                             return Err(e);
                         }
                     }
@@ -432,13 +407,10 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         if let Some(e) = failed {
             // Leave the sources as they were; remove the partial copies.
-            error!(
-                old,
-                new, "directory rename failed, sources kept: {}", e.message
-            );
+            error!(old, new, "directory rename failed, sources kept: {}", e);
             for t in copied {
                 if let Err(d) = self.store.delete(&t).await {
-                    error!(key = %t, "could not remove the partial copy of a failed directory rename: {}", d.message);
+                    error!(key = %t, "could not remove the partial copy of a failed directory rename: {}", d);
                 }
             }
             return Err(e);
@@ -519,7 +491,7 @@ impl<S: ObjectStore> Filesystem<S> {
                         .copy_object(&k, Some(&etag), &t, size, &opts, true)
                         .await
                 }
-                Ok(None) => Err(Error::enoent(&k)),
+                Ok(None) => Err(Error::NotFound(k.to_string())),
                 Err(e) => Err(e),
             }
         } else {

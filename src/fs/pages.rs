@@ -39,7 +39,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// The inode's data generation, read when a read begins.
     pub(crate) fn data_generation(&self, ino: u64) -> Option<u64> {
         let inode = self.inodes.get(ino).ok()?;
-        let g = inode.state.lock().unwrap().data_generation;
+        let g = inode.state.lock().data_generation;
         Some(g)
     }
 
@@ -48,7 +48,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// before now fail their check.
     pub(crate) async fn new_data_generation(&self, inode: &Inode) {
         let _gate = self.page_gate.lock().await;
-        inode.state.lock().unwrap().data_generation += 1;
+        inode.state.lock().data_generation += 1;
     }
 
     pub(crate) fn offers(
@@ -87,7 +87,7 @@ impl<S: ObjectStore> Filesystem<S> {
             return false;
         }
         {
-            let s = inode.state.lock().unwrap();
+            let s = inode.state.lock();
             let current = s.last_open_etag.as_deref() == Some(&*o.etag)
                 && s.local_etag.as_deref().is_none_or(|l| l == &*o.etag);
             if s.data_generation != o.generation || !current {

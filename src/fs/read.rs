@@ -5,7 +5,9 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -60,7 +62,7 @@ impl<S: ObjectStore> Reader<S> {
                 .await
                 .map_err(Error::from)?;
             if data.len() as u64 != want {
-                return Err(Error::eio(format!(
+                return Err(Error::Failed(format!(
                     "get {key} bytes {}-{}: short body ({} of {want} bytes)",
                     range.start,
                     range.end - 1,
@@ -156,7 +158,7 @@ impl ReadHandle {
         }
         let end = (offset + u64::from(len)).min(self.size);
         let needed = {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state.lock();
             let sequential = (st.reads == 0 && offset == 0)
                 || offset == st.last_end
                 || st
@@ -234,7 +236,7 @@ impl ReadHandle {
                     // in parallel (the kernel's readahead) still waits for it: fetch the
                     // range for that read instead of failing it.
                     Err(e) if e.is_cancelled() => again.await,
-                    Err(e) => Err(Error::eio(format!("prefetch task failed: {e}"))),
+                    Err(e) => Err(Error::task("prefetch", e)),
                 }
             }
             .boxed()
@@ -297,7 +299,7 @@ async fn assemble(parts: Vec<(Range<u64>, PartData)>, offset: u64, end: u64) -> 
     let covered = got.first().map(|(r, _)| r.start <= offset).unwrap_or(false)
         && got.last().map(|(r, _)| r.end >= end).unwrap_or(false);
     if !covered {
-        return Err(Error::eio(format!(
+        return Err(Error::Failed(format!(
             "internal: read {offset}-{end} not covered by the prefetch stream"
         )));
     }
@@ -383,7 +385,7 @@ mod tests {
         // A read takes its parts; then the stream is dropped (a seek far away starts a
         // new one) before the read awaits them, as with the kernel's parallel reads.
         let parts = {
-            let mut st = h.state.lock().unwrap();
+            let mut st = h.state.lock();
             let parts = h.stream_parts(&reader, &mut st, 0, 65536);
             st.stream = None;
             parts
@@ -417,8 +419,8 @@ mod tests {
         h.read(&reader, 0, 4096).await.unwrap();
         store.inner().put("k", vec![0u8; 1024 * 1024]);
         let e = h.read(&reader, 700_000, 4096).await.unwrap_err();
-        assert_eq!(e.errno, libc::EIO);
-        assert!(e.message.contains("changed"), "{}", e.message);
+        assert_eq!(e.errno(), libc::EIO);
+        assert!(e.to_string().contains("changed"), "{}", e);
     }
 
     #[tokio::test]
@@ -431,7 +433,10 @@ mod tests {
             PrefetchConfig::default(),
         );
         let h = ReadHandle::new(2, "k", &etag, 100_000);
-        assert_eq!(h.read(&reader, 0, 4096).await.unwrap_err().errno, libc::EIO);
+        assert_eq!(
+            h.read(&reader, 0, 4096).await.unwrap_err().errno(),
+            libc::EIO
+        );
     }
 
     #[tokio::test]
@@ -460,7 +465,6 @@ mod tests {
             let held: u64 = h
                 .state
                 .lock()
-                .unwrap()
                 .stream
                 .as_ref()
                 .map(|s| s.parts.iter().map(|p| p.range.end - p.range.start).sum())

@@ -117,11 +117,7 @@ pub struct StagingFile {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    let errno = e.raw_os_error().unwrap_or(libc::EIO);
-    Error::new(
-        errno,
-        format!("staging file {}: {what}: {e}", path.display()),
-    )
+    Error::local(format!("staging file {}: {what}", path.display()), e)
 }
 
 /// Run blocking file work on the blocking pool.
@@ -130,10 +126,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::eio(format!(
-            "staging file {}: the I/O task failed: {e}",
-            path.display()
-        ))
+        Error::task(
+            format!("staging file {}: the I/O task failed", path.display()),
+            e,
+        )
     })?
 }
 
@@ -144,9 +140,9 @@ impl StagingFile {
         let file = blocking(&path, move || {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::new(
-                        e.raw_os_error().unwrap_or(libc::EIO),
-                        format!("cannot create cache directory {}: {e}", dir.display()),
+                    Error::local(
+                        format!("cannot create cache directory {}", dir.display()),
+                        e,
                     )
                 })?;
             }

@@ -63,17 +63,17 @@ async fn lookup_file_dir_and_missing() {
     let e = fs.lookup(ROOT_INO, b"explicit").await.unwrap();
     assert_eq!(e.stat.kind, Kind::Dir);
     assert_eq!(
-        fs.lookup(ROOT_INO, b"nope").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"nope").await.unwrap_err().errno(),
         libc::ENOENT
     );
     assert_eq!(
-        fs.lookup(ROOT_INO, &[b'n'; 256]).await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, &[b'n'; 256]).await.unwrap_err().errno(),
         libc::ENAMETOOLONG
     );
     let inner = fs.lookup(d.ino, b"inner").await.unwrap();
     assert_eq!(inner.stat.kind, Kind::File);
     assert_eq!(
-        fs.lookup(f.ino, b"x").await.unwrap_err().errno,
+        fs.lookup(f.ino, b"x").await.unwrap_err().errno(),
         libc::ENOTDIR
     );
 }
@@ -179,7 +179,7 @@ async fn listing_answers_lookups_and_negatives() {
         Kind::Dir
     );
     assert_eq!(
-        fs.lookup(ROOT_INO, b"zzz").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"zzz").await.unwrap_err().errno(),
         libc::ENOENT
     );
     // Listing mode: no HeadObject and no further listing for any of these.
@@ -270,14 +270,14 @@ async fn open_read_and_read_only_refusal() {
     let o2 = fs.open(f.ino, libc::O_RDONLY).await.unwrap();
     assert!(o2.keep_cache, "unchanged object keeps the page cache");
     assert_eq!(
-        fs.open(f.ino, libc::O_WRONLY).await.unwrap_err().errno,
+        fs.open(f.ino, libc::O_WRONLY).await.unwrap_err().errno(),
         libc::EROFS
     );
     assert_eq!(
-        fs.unlink(ROOT_INO, b"f").await.unwrap_err().errno,
+        fs.unlink(ROOT_INO, b"f").await.unwrap_err().errno(),
         libc::EROFS
     );
-    assert_eq!(fs.read(999, 0, 1).await.unwrap_err().errno, libc::EBADF);
+    assert_eq!(fs.read(999, 0, 1).await.unwrap_err().errno(), libc::EBADF);
 }
 
 #[tokio::test]
@@ -288,8 +288,8 @@ async fn archived_object_gives_clear_error() {
     let (fs, _) = setup(mem, |_| {});
     let c = fs.lookup(ROOT_INO, b"cold").await.unwrap();
     let e = fs.open(c.ino, libc::O_RDONLY).await.unwrap_err();
-    assert_eq!(e.errno, libc::EACCES);
-    assert!(e.message.contains("DEEP_ARCHIVE"), "{}", e.message);
+    assert_eq!(e.errno(), libc::EACCES);
+    assert!(e.to_string().contains("DEEP_ARCHIVE"), "{}", e);
 }
 
 #[tokio::test]
@@ -303,7 +303,7 @@ async fn xattrs_and_stats() {
     assert!(names.contains(&"user.s3.etag".to_string()));
     assert_eq!(fs.getxattr(f.ino, b"user.color").await.unwrap(), b"blue");
     assert_eq!(
-        fs.getxattr(f.ino, b"user.nope").await.unwrap_err().errno,
+        fs.getxattr(f.ino, b"user.nope").await.unwrap_err().errno(),
         libc::ENODATA
     );
     let s =
@@ -330,7 +330,7 @@ async fn prefix_mount_sees_only_its_prefix() {
         vec![("a".into(), Kind::File), ("sub".into(), Kind::Dir)]
     );
     assert_eq!(
-        fs.lookup(ROOT_INO, b"outside").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"outside").await.unwrap_err().errno(),
         libc::ENOENT
     );
 }
@@ -349,7 +349,7 @@ async fn store_errors_map_to_errnos() {
     ));
     let fs = Filesystem::new(store, FsConfig::new("", defaults()), None);
     assert_eq!(
-        fs.lookup(ROOT_INO, b"f").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"f").await.unwrap_err().errno(),
         libc::EACCES
     );
     // The fault is gone: the same lookup now succeeds (errors are not cached).
@@ -402,7 +402,7 @@ async fn missing_name_costs_one_listing() {
     mem.put("dir/b", "y");
     let (fs, stats) = setup(mem, |_| {});
     let e = fs.lookup(ROOT_INO, b"nope").await.unwrap_err();
-    assert_eq!(e.errno, libc::ENOENT);
+    assert_eq!(e.errno(), libc::ENOENT);
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 1);
     assert_eq!(stats.total_requests(), 1);
     // An existing file: the listing, then its metadata.
@@ -433,7 +433,7 @@ async fn lookup_finds_directory_behind_many_similar_names() {
     let f = fs.lookup(ROOT_INO, b"other-00").await.unwrap();
     assert_eq!(f.stat.kind, Kind::File);
     assert_eq!(
-        fs.lookup(ROOT_INO, b"name-0").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"name-0").await.unwrap_err().errno(),
         libc::ENOENT
     );
 }
@@ -628,7 +628,7 @@ async fn stale_large_listing_is_listed_again_once_probes_cost_as_much() {
         assert_eq!(a.stat.size, 1);
     }
     assert_eq!(
-        fs.lookup(big.ino, b"nope").await.unwrap_err().errno,
+        fs.lookup(big.ino, b"nope").await.unwrap_err().errno(),
         libc::ENOENT
     );
     assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 3 + 3);
@@ -658,7 +658,7 @@ async fn stale_listing_lookups_of_listed_files_cost_one_head_each() {
     fs.store.delete("big/f02999").await.unwrap();
     wait_past(ttl + Duration::from_millis(10)).await;
     assert_eq!(
-        fs.lookup(big.ino, b"f02999").await.unwrap_err().errno,
+        fs.lookup(big.ino, b"f02999").await.unwrap_err().errno(),
         libc::ENOENT
     );
 }

@@ -6,8 +6,8 @@
 //! call it missing (rsync's and git's next step then fails). Read-your-writes holds
 //! within the mount either way.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 
 /// Marker keys (`a/b/`) of directories made here and not yet seen listed.
 #[derive(Debug, Default)]
@@ -17,31 +17,30 @@ pub struct Unlisted {
 
 impl Unlisted {
     pub fn add(&self, marker: &str) {
-        self.keys.lock().unwrap().insert(marker.to_string());
+        self.keys.lock().insert(marker.to_string());
     }
 
     /// A listing showed the directory: S3 knows it, the record is done.
     pub fn seen(&self, marker: &str) {
-        let mut k = self.keys.lock().unwrap();
+        let mut k = self.keys.lock();
         if !k.is_empty() {
             k.remove(marker);
         }
     }
 
     pub fn contains(&self, marker: &str) -> bool {
-        self.keys.lock().unwrap().contains(marker)
+        self.keys.lock().contains(marker)
     }
 
     /// The directory `prefix` and everything under it are gone.
     pub fn remove_tree(&self, prefix: &str) {
-        self.keys.lock().unwrap().retain(|k| !k.starts_with(prefix));
+        self.keys.lock().retain(|k| !k.starts_with(prefix));
     }
 
     /// Records of the directory `prefix` and under it.
     pub fn tree(&self, prefix: &str) -> Vec<String> {
         self.keys
             .lock()
-            .unwrap()
             .range(prefix.to_string()..)
             .take_while(|k| k.starts_with(prefix))
             .cloned()
@@ -68,7 +67,7 @@ impl Unlisted {
 
     /// The directory `old` became `new`: so did the records in and under it.
     pub fn rename_tree(&self, old: &str, new: &str) {
-        let mut k = self.keys.lock().unwrap();
+        let mut k = self.keys.lock();
         let moved: Vec<String> = k.iter().filter(|x| x.starts_with(old)).cloned().collect();
         for m in moved {
             k.remove(&m);

@@ -168,7 +168,7 @@ impl<S: ObjectStore> Uploader<S> {
                 .map_err(Error::from);
         }
         let etag = src_etag.ok_or_else(|| {
-            Error::eio(format!(
+            Error::Failed(format!(
                 "copy {src}: the source's ETag is needed to copy it"
             ))
         })?;
@@ -354,7 +354,7 @@ impl StreamUpload {
             match self.tasks.swap_remove(i).await {
                 Ok(Ok(p)) => self.done.push(p),
                 Ok(Err(e)) => return Some(Error::from(e)),
-                Err(e) => return Some(Error::eio(format!("upload task failed: {e}"))),
+                Err(e) => return Some(Error::task("part upload", e)),
             }
         }
         None

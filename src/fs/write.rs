@@ -174,7 +174,7 @@ impl Writer {
 
     fn check(&self) -> Result<()> {
         match &self.broken {
-            Some(m) => Err(Error::eio(m.clone())),
+            Some(m) => Err(Error::Failed(m.clone())),
             None => Ok(()),
         }
     }
@@ -290,7 +290,7 @@ impl Writer {
                 return Ok(b);
             }
             if upload.started() && !may_publish {
-                return Err(Error::eio(format!(
+                return Err(Error::Failed(format!(
                     "{}: bytes {offset}-{} were already uploaded while the file is being \
                      written by another handle; they can be read once it is closed",
                     self.key,
@@ -349,7 +349,7 @@ impl Writer {
         }
         self.broken = Some(format!(
             "upload of {} failed and its data is lost: {}",
-            self.key, e.message
+            self.key, e
         ));
     }
 
@@ -394,7 +394,7 @@ impl Writer {
         let etag = if !self.data_dirty {
             // Attributes only: rewrite the metadata server-side.
             let etag = self.etag.clone().ok_or_else(|| {
-                Error::eio(format!("{}: no object to update the metadata of", self.key))
+                Error::Failed(format!("{}: no object to update the metadata of", self.key))
             })?;
             let opts = self.opts(true);
             up.copy_object(&self.key, Some(&etag), &self.key, size, &opts, true)
@@ -437,7 +437,7 @@ impl Writer {
                         Err(e) => {
                             self.broken = Some(format!(
                                 "upload of {} failed and its data is lost: {}",
-                                self.key, e.message
+                                self.key, e
                             ));
                             return Err(e);
                         }
@@ -540,7 +540,7 @@ impl Staged {
             .await
             .map_err(Error::from)?;
         if data.len() as u64 != want {
-            return Err(Error::eio(format!(
+            return Err(Error::Failed(format!(
                 "get {} bytes {}-{}: short body ({} of {want} bytes)",
                 base.key,
                 range.start,
@@ -686,15 +686,16 @@ impl Staged {
                                 .read_at(r.start, (r.end - r.start) as usize)
                                 .await
                                 .map(Bytes::from),
-                            None => Err(Error::eio("no staging file")),
+                            None => Err(Error::Failed("no staging file".into())),
                         };
                         let body = match body {
                             Ok(b) => b,
                             Err(e) => {
                                 return Err(crate::store::StoreError::new(
                                     crate::store::StoreErrorKind::Other,
-                                    e.message,
-                                ))
+                                    e.to_string(),
+                                )
+                                .with_source(e))
                             }
                         };
                         up.store.upload_part(key, id, number, body.clone()).await?
@@ -706,7 +707,7 @@ impl Staged {
                 .await;
         let r = up.finish(key, &upload_id, results).await;
         if let Err(e) = &r {
-            warn!(key, "upload failed: {}", e.message);
+            warn!(key, "upload failed: {}", e);
         }
         r
     }

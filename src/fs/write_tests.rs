@@ -254,12 +254,12 @@ async fn upload_that_keeps_failing_is_eio_with_nothing_left_behind() {
     }
     let flushed = e.fs.flush(o.fh).await;
     let err = failed.or(flushed.err()).expect("the upload cannot succeed");
-    assert_eq!(err.errno, libc::EIO);
+    assert_eq!(err.errno(), libc::EIO);
     assert!(
         e.fs.flush(o.fh).await.is_err(),
         "a lost upload must keep failing"
     );
-    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno, libc::EIO);
+    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno(), libc::EIO);
     let mem = e.store.inner().inner();
     assert!(mem.get("bad").is_none());
     assert!(mem.pending_uploads().is_empty());
@@ -274,8 +274,8 @@ async fn failed_staged_upload_keeps_the_staging_file() {
     let a = e.fs.lookup(ROOT_INO, b"s").await.unwrap();
     let o = e.fs.open(a.ino, libc::O_WRONLY).await.unwrap();
     e.fs.write(o.fh, 10, b"new").await.unwrap();
-    assert_eq!(e.fs.flush(o.fh).await.unwrap_err().errno, libc::EIO);
-    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno, libc::EIO);
+    assert_eq!(e.fs.flush(o.fh).await.unwrap_err().errno(), libc::EIO);
+    assert_eq!(e.fs.release(o.fh).await.unwrap_err().errno(), libc::EIO);
     let kept: Vec<_> = std::fs::read_dir(e._dir.path().join("staging"))
         .unwrap()
         .collect();
@@ -293,7 +293,7 @@ async fn namespace_changes() {
     let e = env(mem);
     let d = e.fs.lookup(ROOT_INO, b"d").await.unwrap();
     assert_eq!(
-        e.fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno,
+        e.fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno(),
         libc::ENOTEMPTY
     );
     // Directory rename moves every key.
@@ -315,7 +315,7 @@ async fn namespace_changes() {
         e.fs.rename(d.ino, b"a", ROOT_INO, b"x", libc::RENAME_NOREPLACE)
             .await
             .unwrap_err()
-            .errno,
+            .errno(),
         libc::EEXIST
     );
     e.fs.rename(d.ino, b"a", ROOT_INO, b"x", 0).await.unwrap();
@@ -332,7 +332,7 @@ async fn namespace_changes() {
     e.fs.unlink(ROOT_INO, b"x").await.unwrap();
     assert!(e.store.inner().get("x").is_none());
     assert_eq!(
-        e.fs.lookup(ROOT_INO, b"x").await.unwrap_err().errno,
+        e.fs.lookup(ROOT_INO, b"x").await.unwrap_err().errno(),
         libc::ENOENT
     );
     e.fs.symlink(ROOT_INO, b"ln", b"e/sub/b", ME).await.unwrap();
@@ -343,7 +343,7 @@ async fn namespace_changes() {
         e.fs.create(ROOT_INO, &long, 0o644, ME)
             .await
             .unwrap_err()
-            .errno,
+            .errno(),
         libc::ENAMETOOLONG
     );
 }
@@ -381,7 +381,7 @@ async fn metadata_changes_persist_and_fold_into_open_uploads() {
         e.fs.setxattr(a.ino, b"user.s3.etag", b"x")
             .await
             .unwrap_err()
-            .errno,
+            .errno(),
         libc::EPERM
     );
     e.fs.removexattr(a.ino, b"user.color").await.unwrap();
@@ -539,7 +539,7 @@ async fn creates_in_a_new_directory_cost_one_put_each() {
         let name = format!("f{i}");
         // The kernel looks the name up before it creates it.
         let miss = e.fs.lookup(d.ino, name.as_bytes()).await.unwrap_err();
-        assert_eq!(miss.errno, libc::ENOENT);
+        assert_eq!(miss.errno(), libc::ENOENT);
         let (_, o) =
             e.fs.create(d.ino, name.as_bytes(), 0o644, ME)
                 .await
@@ -598,7 +598,7 @@ async fn stale_small_directory_is_listed_again_once() {
     let names: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
     let misses = names.iter().map(|n| fs.lookup(d.ino, n.as_bytes()));
     for r in futures::future::join_all(misses).await {
-        assert_eq!(r.unwrap_err().errno, libc::ENOENT);
+        assert_eq!(r.unwrap_err().errno(), libc::ENOENT);
     }
     assert_eq!(
         stats.snapshot(Op::ListObjectsV2).requests,
@@ -639,12 +639,12 @@ async fn directories_made_here_exist_even_where_listings_skip_markers() {
     assert_eq!((again.ino, again.stat.perm), (s.ino, 0o700));
     // Not empty while it holds a directory made here.
     assert_eq!(
-        fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno,
+        fs.rmdir(ROOT_INO, b"d").await.unwrap_err().errno(),
         libc::ENOTEMPTY
     );
     fs.rename(d.ino, b"s", d.ino, b"t", 0).await.unwrap();
     assert_eq!(
-        fs.lookup(d.ino, b"s").await.unwrap_err().errno,
+        fs.lookup(d.ino, b"s").await.unwrap_err().errno(),
         libc::ENOENT
     );
     let t = fs.lookup(d.ino, b"t").await.unwrap();
@@ -652,12 +652,12 @@ async fn directories_made_here_exist_even_where_listings_skip_markers() {
     assert!(store.get("d/t/").is_some() && store.get("d/s/").is_none());
     fs.rmdir(d.ino, b"t").await.unwrap();
     assert_eq!(
-        fs.lookup(d.ino, b"t").await.unwrap_err().errno,
+        fs.lookup(d.ino, b"t").await.unwrap_err().errno(),
         libc::ENOENT
     );
     fs.rmdir(ROOT_INO, b"d").await.unwrap();
     assert_eq!(
-        fs.lookup(ROOT_INO, b"d").await.unwrap_err().errno,
+        fs.lookup(ROOT_INO, b"d").await.unwrap_err().errno(),
         libc::ENOENT
     );
     assert!(store.keys().is_empty(), "{:?}", store.keys());

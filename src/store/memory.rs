@@ -2,9 +2,9 @@
 //! listing rules (lexicographic order, delimiter grouping, pagination) closely enough
 //! that the core's paging and merging logic is exercised for real.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -93,7 +93,7 @@ impl MemoryStore {
     }
 
     fn next_id(&self) -> u64 {
-        let mut c = self.counter.lock().unwrap();
+        let mut c = self.counter.lock();
         *c += 1;
         *c
     }
@@ -132,35 +132,30 @@ impl MemoryStore {
                 .collect(),
             storage_class: None,
         };
-        self.objects.lock().unwrap().insert(key.to_string(), obj);
+        self.objects.lock().insert(key.to_string(), obj);
     }
 
     /// Mark an object as archived in `class` (GLACIER, DEEP_ARCHIVE).
     pub fn set_storage_class(&self, key: &str, class: &str) {
-        if let Some(o) = self.objects.lock().unwrap().get_mut(key) {
+        if let Some(o) = self.objects.lock().get_mut(key) {
             o.storage_class = Some(class.to_string());
         }
     }
 
     /// The ETag of `key` (panics if absent; for tests).
     pub fn head_etag(&self, key: &str) -> String {
-        self.objects.lock().unwrap()[key].etag.clone()
+        self.objects.lock()[key].etag.clone()
     }
 
     /// The body of `key`, if it exists.
     pub fn get(&self, key: &str) -> Option<Bytes> {
-        self.objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|o| o.body.clone())
+        self.objects.lock().get(key).map(|o| o.body.clone())
     }
 
     /// The content type and user metadata of `key`, if it exists.
     pub fn meta(&self, key: &str) -> Option<(Option<String>, HashMap<String, String>)> {
         self.objects
             .lock()
-            .unwrap()
             .get(key)
             .map(|o| (o.content_type.clone(), o.user_metadata.clone()))
     }
@@ -168,11 +163,11 @@ impl MemoryStore {
     /// Every key, in order.
     /// Every key deleted so far, in the order of the deletes.
     pub fn deleted(&self) -> Vec<String> {
-        self.deleted.lock().unwrap().clone()
+        self.deleted.lock().clone()
     }
 
     pub fn keys(&self) -> Vec<String> {
-        self.objects.lock().unwrap().keys().cloned().collect()
+        self.objects.lock().keys().cloned().collect()
     }
 
     /// The keys of multipart uploads neither completed nor aborted, sorted (a key appears
@@ -181,7 +176,6 @@ impl MemoryStore {
         let mut keys: Vec<String> = self
             .uploads
             .lock()
-            .unwrap()
             .values()
             .map(|u| u.key.clone())
             .collect();
@@ -258,7 +252,7 @@ impl ObjectStore for MemoryStore {
             .map(|m| m.max(1) as usize)
             .unwrap_or(self.page_size)
             .min(self.page_size);
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock();
         let mut page = ListPage::default();
         // The continuation token is the last key or common prefix returned.
         let after = continuation;
@@ -312,7 +306,7 @@ impl ObjectStore for MemoryStore {
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
         tokio::task::yield_now().await;
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
         Ok(ObjectMeta {
             size: o.body.len() as u64,
@@ -333,7 +327,7 @@ impl ObjectStore for MemoryStore {
         if_match: Option<&str>,
     ) -> StoreResult<Bytes> {
         tokio::task::yield_now().await;
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
         if archived(&o.storage_class) {
             return Err(archived_error(key));
@@ -358,14 +352,14 @@ impl ObjectStore for MemoryStore {
         tokio::task::yield_now().await;
         let obj = self.new_object(body, opts);
         let etag = obj.etag.clone();
-        self.objects.lock().unwrap().insert(key.to_string(), obj);
+        self.objects.lock().insert(key.to_string(), obj);
         Ok(etag)
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
         tokio::task::yield_now().await;
         let id = format!("upload-{}", self.next_id());
-        self.uploads.lock().unwrap().insert(
+        self.uploads.lock().insert(
             id.clone(),
             Upload {
                 key: key.to_string(),
@@ -384,7 +378,7 @@ impl ObjectStore for MemoryStore {
         body: Bytes,
     ) -> StoreResult<String> {
         tokio::task::yield_now().await;
-        let mut uploads = self.uploads.lock().unwrap();
+        let mut uploads = self.uploads.lock();
         let upload = upload_for(&mut uploads, key, upload_id)?;
         check_part_number(key, number)?;
         let etag = self.next_etag();
@@ -402,8 +396,8 @@ impl ObjectStore for MemoryStore {
         range: Range<u64>,
     ) -> StoreResult<String> {
         tokio::task::yield_now().await;
-        let objects = self.objects.lock().unwrap();
-        let mut uploads = self.uploads.lock().unwrap();
+        let objects = self.objects.lock();
+        let mut uploads = self.uploads.lock();
         let upload = upload_for(&mut uploads, key, upload_id)?;
         check_part_number(key, number)?;
         let src = objects
@@ -438,8 +432,8 @@ impl ObjectStore for MemoryStore {
         parts: &[CompletedPart],
     ) -> StoreResult<String> {
         tokio::task::yield_now().await;
-        let mut objects = self.objects.lock().unwrap();
-        let mut uploads = self.uploads.lock().unwrap();
+        let mut objects = self.objects.lock();
+        let mut uploads = self.uploads.lock();
         let upload = upload_for(&mut uploads, key, upload_id)?;
         if parts.is_empty() {
             return Err(other(key, "MalformedXML", "no parts"));
@@ -493,7 +487,7 @@ impl ObjectStore for MemoryStore {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         tokio::task::yield_now().await;
-        let mut uploads = self.uploads.lock().unwrap();
+        let mut uploads = self.uploads.lock();
         upload_for(&mut uploads, key, upload_id)?;
         uploads.remove(upload_id);
         Ok(())
@@ -507,7 +501,7 @@ impl ObjectStore for MemoryStore {
         opts: Option<&PutOptions>,
     ) -> StoreResult<String> {
         tokio::task::yield_now().await;
-        let mut objects = self.objects.lock().unwrap();
+        let mut objects = self.objects.lock();
         let src = objects
             .get(source)
             .ok_or_else(|| StoreError::not_found(source))?;
@@ -545,8 +539,8 @@ impl ObjectStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         tokio::task::yield_now().await;
-        self.objects.lock().unwrap().remove(key);
-        self.deleted.lock().unwrap().push(key.to_string());
+        self.objects.lock().remove(key);
+        self.deleted.lock().push(key.to_string());
         Ok(())
     }
 }

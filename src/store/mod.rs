@@ -9,8 +9,8 @@ pub mod retry;
 pub mod s3;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -40,11 +40,15 @@ pub enum StoreErrorKind {
     Other,
 }
 
-/// An error from the store, with the key it concerned and a readable cause.
-#[derive(Debug, Clone)]
+/// An error from the store, with the key it concerned and a readable cause; `source`
+/// is the error underneath (the SDK's, with its own chain), where there is one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct StoreError {
     pub kind: StoreErrorKind,
     pub message: String,
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl StoreError {
@@ -52,21 +56,20 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     pub fn not_found(key: &str) -> Self {
         Self::new(StoreErrorKind::NotFound, format!("no such key: {key}"))
     }
 }
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -135,8 +135,8 @@ const BODY_RESUMES: u32 = 8;
 /// Map an SDK error to our kinds, with a message naming the bucket/key and the cause.
 fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + HttpStatus + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status_u16());
     let code = err.code().map(str::to_string);
@@ -175,7 +175,7 @@ where
         (None, _, Some(s)) if s >= 300 => format!("HTTP {s}"),
         _ => causes(&err),
     };
-    StoreError::new(kind, format!("{what}: {cause}"))
+    StoreError::new(kind, format!("{what}: {cause}")).with_source(err)
 }
 
 /// Whether a response that could not be read was cut off (the connection failed while
