@@ -264,6 +264,51 @@ fn oversized_xattr_on_an_open_file_fails_at_set_and_the_file_is_kept() {
 }
 
 #[test]
+fn growing_a_file_by_truncate_or_a_far_write_sends_no_zeros() {
+    let b = Bucket::new("sparse");
+    let m = Mount::new(&b.name, &[]);
+    std::fs::write(m.p("f"), b"data").unwrap();
+    m.reset_stats();
+    let ok = Command::new("truncate")
+        .args(["-s", "1G"])
+        .arg(m.p("f"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // 1 GiB in 8 MiB parts: the first carries "data", the other 127 are holes copied
+    // from one zero object of one part; about 16 MiB cross the network, not 1 GiB.
+    let sent = m.stats()["UploadPart"]["bytes"].as_u64().unwrap()
+        + m.stats()["PutObject"]["bytes"].as_u64().unwrap();
+    assert!(
+        sent <= 16 * MIB as u64,
+        "{sent} bytes sent to grow a file to 1 GiB"
+    );
+    assert_eq!(m.requests("UploadPartCopy"), 127);
+    assert_eq!(b.head("f").content_length(), Some(1 << 30));
+    assert_eq!(std::fs::metadata(m.p("f")).unwrap().len(), 1 << 30);
+    let mut head = [0u8; 8];
+    let mut file = std::fs::File::open(m.p("f")).unwrap();
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"data\0\0\0\0");
+    // dd writing one block 200 MiB in.
+    m.reset_stats();
+    sh(
+        m.path(),
+        "dd if=/dev/urandom of=g bs=4096 count=1 seek=51200 status=none",
+    );
+    assert_eq!(b.head("g").content_length(), Some(200 * MIB as i64 + 4096));
+    let sent = m.stats()["UploadPart"]["bytes"].as_u64().unwrap()
+        + m.stats()["PutObject"]["bytes"].as_u64().unwrap();
+    assert!(
+        sent <= 24 * MIB as u64,
+        "{sent} bytes sent for one 4 KiB block"
+    );
+    // No temporary object is left behind or shown.
+    assert_eq!(b.keys(""), vec!["f".to_string(), "g".to_string()]);
+    assert_eq!(names(m.path()), ["f", "g"].map(String::from).into());
+}
+
+#[test]
 fn a_shell_redirection_is_one_put_and_an_empty_create_is_still_durable() {
     let b = Bucket::new("redirect");
     let m = Mount::new(&b.name, &[]);

@@ -389,3 +389,80 @@ async fn a_directory_rename_uploads_its_open_files_in_parallel() {
         assert_eq!(body, format!("f{i}"));
     }
 }
+
+/// The key of every object in the store, for checking nothing temporary is left.
+fn all_keys(e: &super::write_tests::Env<MemoryStore>) -> Vec<String> {
+    e.store.inner().keys()
+}
+
+#[tokio::test]
+async fn truncate_far_past_the_end_copies_its_holes_instead_of_sending_zeros() {
+    let e = env(MemoryStore::new());
+    let head = pattern(3 * MIB, 7);
+    e.store.inner().put("f", head.clone());
+    let f = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
+    let grow = SetAttr {
+        size: Some(60 * MIB as u64),
+        ..Default::default()
+    };
+    e.fs.setattr(f.ino, grow).await.unwrap();
+    // Twelve 5 MiB parts: the first holds the old bytes, the other eleven are holes,
+    // copied server-side from one zero object of one part.
+    assert_eq!(count(&e.stats, Op::UploadPart), 1);
+    assert_eq!(e.stats.snapshot(Op::UploadPart).bytes, 5 * MIB as u64);
+    assert_eq!(count(&e.stats, Op::UploadPartCopy), 11);
+    assert_eq!(count(&e.stats, Op::PutObject), 1);
+    assert_eq!(e.stats.snapshot(Op::PutObject).bytes, 5 * MIB as u64);
+    assert_eq!(count(&e.stats, Op::CompleteMultipartUpload), 1);
+    assert_eq!(count(&e.stats, Op::DeleteObject), 1);
+    let body = e.store.inner().get("f").unwrap();
+    assert_eq!(body.len(), 60 * MIB);
+    assert_eq!(&body[..3 * MIB], &head[..]);
+    assert!(body[3 * MIB..].iter().all(|&b| b == 0));
+    assert_eq!(all_keys(&e), vec!["f".to_string()]);
+    assert!(e.store.inner().pending_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn a_far_pwrite_sends_only_the_written_parts() {
+    let e = env(MemoryStore::new());
+    let (_, o) = e.fs.create(ROOT_INO, b"g", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"head").await.unwrap();
+    e.fs.write(o.fh, 40 * MIB as u64, b"tail").await.unwrap();
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    // Nine parts: the first and the last carry bytes, the seven between are holes.
+    assert_eq!(count(&e.stats, Op::UploadPart), 2);
+    assert_eq!(count(&e.stats, Op::UploadPartCopy), 7);
+    let body = e.store.inner().get("g").unwrap();
+    assert_eq!(body.len(), 40 * MIB + 4);
+    assert_eq!(&body[..4], b"head");
+    assert_eq!(&body[40 * MIB..], b"tail");
+    assert!(body[4..40 * MIB].iter().all(|&b| b == 0));
+    assert_eq!(all_keys(&e), vec!["g".to_string()]);
+}
+
+#[tokio::test]
+async fn a_zero_object_larger_than_a_part_is_one_shared_buffer_sent_in_parts() {
+    let e = env(MemoryStore::new());
+    let up = &e.fs.uploader;
+    let (zkey, etag) = up
+        .put_zeros("d/file", 12 * MIB as u64)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(zkey.starts_with("d/.bucketfs-zeros-"), "{zkey}");
+    assert_eq!(count(&e.stats, Op::UploadPart), 3);
+    assert_eq!(e.store.inner().head_etag(&zkey), etag);
+    let body = e.store.inner().get(&zkey).unwrap();
+    assert_eq!(body.len(), 12 * MIB);
+    assert!(body.iter().all(|&b| b == 0));
+    // Never listed, never found by name.
+    let d = e.fs.lookup(ROOT_INO, b"d").await.unwrap();
+    assert!(names(&e.fs, d.ino).await.is_empty());
+    let name = zkey.strip_prefix("d/").unwrap();
+    let err = e.fs.lookup(d.ino, name.as_bytes()).await.unwrap_err();
+    assert_eq!(err.errno(), libc::ENOENT);
+    up.delete_helper(&zkey).await;
+    assert!(all_keys(&e).is_empty());
+}

@@ -309,6 +309,9 @@ impl<S: ObjectStore> Filesystem<S> {
             Error::Invalid(m) => Error::NotFound(m),
             e => e,
         })?;
+        if names::is_reserved(name) {
+            return Err(Error::NotFound(format!("{name} is reserved for bucketfs")));
+        }
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
         let prefix = dir_prefix(&dir.key, name)?;

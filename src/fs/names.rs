@@ -20,6 +20,17 @@ pub enum Rejected {
     Dot,
     TooLong,
     Nul,
+    /// A name bucketfs uses for its own temporary objects ([`ZEROS_PREFIX`]).
+    Reserved,
+}
+
+/// Names of the temporary objects a sparse upload copies its holes from: never listed,
+/// never looked up, deleted when the upload ends.
+pub const ZEROS_PREFIX: &str = ".bucketfs-zeros-";
+
+/// Whether `name` is one of bucketfs's own temporary objects.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(ZEROS_PREFIX)
 }
 
 /// Whether `name` (one path segment taken from a key) can be shown as a file name.
@@ -32,6 +43,8 @@ pub fn check_listed_name(name: &str) -> std::result::Result<(), Rejected> {
         Err(Rejected::TooLong)
     } else if name.contains('\0') {
         Err(Rejected::Nul)
+    } else if is_reserved(name) {
+        Err(Rejected::Reserved)
     } else {
         Ok(())
     }
@@ -106,6 +119,11 @@ mod tests {
         assert!(check_listed_name(&"x".repeat(255)).is_ok());
         assert!(check_listed_name("new\nline").is_ok());
         assert!(check_listed_name("...").is_ok());
+        assert_eq!(
+            check_listed_name(".bucketfs-zeros-12-3"),
+            Err(Rejected::Reserved)
+        );
+        assert!(check_listed_name(".bucketfs-zero").is_ok());
     }
 
     #[test]

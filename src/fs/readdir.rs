@@ -57,6 +57,7 @@ impl Merger {
         let name = key.strip_prefix(self.prefix.as_str())?;
         match check_listed_name(name) {
             Ok(()) => Some(name),
+            Err(super::names::Rejected::Reserved) => None,
             Err(why) => {
                 if warn_once.first(key) {
                     warn!(key, reason = ?why, "skipping key that cannot be a file name");

@@ -140,6 +140,62 @@ impl<S: ObjectStore> Uploader<S> {
             .map_err(Error::from)
     }
 
+    /// Put an object of `len` zero bytes at a reserved name beside `key` (see
+    /// [`names::ZEROS_PREFIX`]), for the holes of a sparse file to be copied from
+    /// server-side. Returns its key and ETag, or `None` when no such name fits in S3's
+    /// key limit. Larger than a part, it goes up as a multipart upload of one shared
+    /// zero buffer, so memory stays at one part whatever `len` is.
+    pub async fn put_zeros(&self, key: &str, len: u64) -> Result<Option<(String, String)>> {
+        let dir = key.rfind('/').map_or("", |i| &key[..=i]);
+        let n = self.names.fetch_add(1, Ordering::Relaxed);
+        let zkey = format!(
+            "{dir}{}{}-{n}",
+            super::names::ZEROS_PREFIX,
+            std::process::id()
+        );
+        if zkey.len() > super::names::KEY_MAX {
+            return Ok(None);
+        }
+        let opts = PutOptions::default();
+        let chunk = self.cfg.part_size.min(len).max(1);
+        let _permit = self.reserve(chunk).await;
+        let zeros = Bytes::from(vec![0u8; chunk as usize]);
+        if len <= chunk {
+            let etag = self.put(&zkey, zeros.slice(..len as usize), &opts).await?;
+            return Ok(Some((zkey, etag)));
+        }
+        let id = self
+            .store
+            .create_multipart(&zkey, &opts)
+            .await
+            .map_err(Error::from)?;
+        let parts: Vec<(i32, Bytes)> = (0..len.div_ceil(chunk))
+            .map(|i| {
+                let n = (len - i * chunk).min(chunk) as usize;
+                (i as i32 + 1, zeros.slice(..n))
+            })
+            .collect();
+        let zk = zkey.as_str();
+        let idr = id.as_str();
+        let results: Vec<StoreResult<CompletedPart>> = futures::stream::iter(parts)
+            .map(|(number, body)| async move {
+                let etag = self.store.upload_part(zk, idr, number, body).await?;
+                Ok(CompletedPart { number, etag })
+            })
+            .buffered(self.cfg.concurrency)
+            .collect()
+            .await;
+        let etag = self.finish(&zkey, &id, results).await?;
+        Ok(Some((zkey, etag)))
+    }
+
+    /// Delete a helper object (a zero source), logging (not returning) a failure.
+    pub async fn delete_helper(&self, key: &str) {
+        if let Err(e) = self.store.delete(key).await {
+            warn!(key, "could not delete the temporary zero object: {e}");
+        }
+    }
+
     /// Abort a multipart upload, logging (not returning) a failure.
     pub async fn abort(&self, key: &str, upload_id: &str) {
         if let Err(e) = self.store.abort_multipart(key, upload_id).await {

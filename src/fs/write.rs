@@ -30,6 +30,17 @@ pub struct Base {
     pub len: u64,
 }
 
+/// Where one part of a staged upload comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Unchanged in the base: UploadPartCopy from it.
+    Copy,
+    /// A hole past the base, never written: UploadPartCopy from a zero object.
+    Zeros,
+    /// Sent from the staging file.
+    Send,
+}
+
 struct Staged {
     file: Option<StagingFile>,
     base: Option<Base>,
@@ -634,32 +645,69 @@ impl Staged {
         let ranges: Vec<Range<u64>> = (0..size.div_ceil(ps))
             .map(|i| i * ps..((i + 1) * ps).min(size))
             .collect();
-        let copyable = |r: &Range<u64>| {
-            self.base
-                .as_ref()
-                .is_some_and(|b| r.end <= b.len && !self.written.overlaps(r))
-        };
-        let plan: Vec<(Range<u64>, bool)> = ranges
+        let base_len = self.base.as_ref().map_or(0, |b| b.len);
+        let mut plan: Vec<(Range<u64>, Part)> = ranges
             .into_iter()
             .map(|r| {
-                let c = copyable(&r);
-                (r, c)
+                let part = if self.written.overlaps(&r) {
+                    Part::Send
+                } else if r.end <= base_len {
+                    Part::Copy
+                } else if r.start >= base_len {
+                    // Past the base and never written: a hole, all zeros.
+                    Part::Zeros
+                } else {
+                    Part::Send
+                };
+                (r, part)
             })
             .collect();
-        let copies = plan.iter().filter(|p| p.1).count();
+        let holes = plan.iter().filter(|p| p.1 == Part::Zeros).count();
+        // Holes are copied server-side from one zero object, so a file grown by
+        // truncate or a far pwrite sends no zeros over the network. One hole is cheaper
+        // sent than copied (the zero object costs a PUT of its size and a DELETE).
+        let zeros = if holes >= 2 {
+            up.put_zeros(key, ps).await?
+        } else {
+            None
+        };
+        if zeros.is_none() {
+            for p in plan.iter_mut().filter(|p| p.1 == Part::Zeros) {
+                p.1 = Part::Send;
+            }
+        }
+        let r = self.upload_parts(up, key, opts, plan, zeros.as_ref()).await;
+        if let Some((zkey, _)) = &zeros {
+            up.delete_helper(zkey).await;
+        }
+        r
+    }
+
+    /// The multipart upload of [`Staged::upload`], part by part as `plan` says.
+    async fn upload_parts<S: ObjectStore>(
+        &mut self,
+        up: &Arc<Uploader<S>>,
+        key: &str,
+        opts: &PutOptions,
+        plan: Vec<(Range<u64>, Part)>,
+        zeros: Option<&(String, String)>,
+    ) -> Result<String> {
+        let count = |k: Part| plan.iter().filter(|p| p.1 == k).count();
         debug!(
             key,
             parts = plan.len(),
-            copies,
-            "uploading staged file ({size} bytes)"
+            copies = count(Part::Copy),
+            holes = count(Part::Zeros),
+            "uploading staged file"
         );
+        let sends = count(Part::Send) > 0;
         // Parts to send come from the staging file: fetch what it lacks first (a file
         // only grown by truncate has none yet: past the base it reads as zeros).
-        if self.file.is_none() && plan.iter().any(|p| !p.1) {
+        if self.file.is_none() && sends {
             self.file = Some(StagingFile::create(up.staging_path(key)).await?);
         }
-        for (r, copy) in &plan {
-            if !copy {
+        for (r, part) in &plan {
+            if *part == Part::Send {
                 self.ensure_present(up, r.clone()).await?;
             }
         }
@@ -672,33 +720,42 @@ impl Staged {
         let id = upload_id.as_str();
         let results: Vec<StoreResult<CompletedPart>> =
             futures::stream::iter(plan.into_iter().enumerate())
-                .map(|(i, (r, copy))| async move {
+                .map(|(i, (r, part))| async move {
                     let number = i as i32 + 1;
-                    let etag = if copy {
-                        let b = this.base.as_ref().expect("copyable parts have a base");
-                        up.store
-                            .upload_part_copy(key, id, number, &b.key, &b.etag, r.clone())
-                            .await?
-                    } else {
-                        let _permit = up.reserve(r.end - r.start).await;
-                        let body = match &this.file {
-                            Some(f) => f
-                                .read_at(r.start, (r.end - r.start) as usize)
-                                .await
-                                .map(Bytes::from),
-                            None => Err(Error::Failed("no staging file".into())),
-                        };
-                        let body = match body {
-                            Ok(b) => b,
-                            Err(e) => {
-                                return Err(crate::store::StoreError::new(
-                                    crate::store::StoreErrorKind::Other,
-                                    e.to_string(),
-                                )
-                                .with_source(e))
-                            }
-                        };
-                        up.store.upload_part(key, id, number, body.clone()).await?
+                    let etag = match part {
+                        Part::Copy => {
+                            let b = this.base.as_ref().expect("copyable parts have a base");
+                            up.store
+                                .upload_part_copy(key, id, number, &b.key, &b.etag, r.clone())
+                                .await?
+                        }
+                        Part::Zeros => {
+                            let (zkey, zetag) = zeros.expect("holes have a zero object");
+                            up.store
+                                .upload_part_copy(key, id, number, zkey, zetag, 0..r.end - r.start)
+                                .await?
+                        }
+                        Part::Send => {
+                            let _permit = up.reserve(r.end - r.start).await;
+                            let body = match &this.file {
+                                Some(f) => f
+                                    .read_at(r.start, (r.end - r.start) as usize)
+                                    .await
+                                    .map(Bytes::from),
+                                None => Err(Error::Failed("no staging file".into())),
+                            };
+                            let body = match body {
+                                Ok(b) => b,
+                                Err(e) => {
+                                    return Err(crate::store::StoreError::new(
+                                        crate::store::StoreErrorKind::Other,
+                                        e.to_string(),
+                                    )
+                                    .with_source(e))
+                                }
+                            };
+                            up.store.upload_part(key, id, number, body).await?
+                        }
                     };
                     Ok(CompletedPart { number, etag })
                 })
