@@ -170,6 +170,12 @@ impl Error {
         }
     }
 
+    /// The object changed under a conditional request (its ETag is no longer the one
+    /// asked for).
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, Error::Store(e) if e.kind == StoreErrorKind::PreconditionFailed)
+    }
+
     /// Whether this error is worth a warning in the log (ENOENT and friends are routine:
     /// they answer what a program asked, and nothing failed).
     pub fn is_noteworthy(&self) -> bool {

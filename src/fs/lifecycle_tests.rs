@@ -446,11 +446,8 @@ async fn a_far_pwrite_sends_only_the_written_parts() {
 async fn a_zero_object_larger_than_a_part_is_one_shared_buffer_sent_in_parts() {
     let e = env(MemoryStore::new());
     let up = &e.fs.uploader;
-    let (zkey, etag) = up
-        .put_zeros("d/file", 12 * MIB as u64)
-        .await
-        .unwrap()
-        .unwrap();
+    let zkey = up.zeros_key("d/file").unwrap();
+    let etag = up.put_zeros(&zkey, 12 * MIB as u64).await.unwrap();
     assert!(zkey.starts_with("d/.bucketfs-zeros-"), "{zkey}");
     assert_eq!(count(&e.stats, Op::UploadPart), 3);
     assert_eq!(e.store.inner().head_etag(&zkey), etag);
@@ -465,4 +462,143 @@ async fn a_zero_object_larger_than_a_part_is_one_shared_buffer_sent_in_parts() {
     assert_eq!(err.errno(), libc::ENOENT);
     up.delete_helper(&zkey).await;
     assert!(all_keys(&e).is_empty());
+}
+
+/// A store whose UploadParts wait at a gate the test opens: `entered` is notified as
+/// each one arrives.
+struct GatedParts<S> {
+    inner: S,
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> ObjectStore for GatedParts<S> {
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> crate::store::StoreResult<crate::store::ListPage> {
+        self.inner
+            .list(prefix, delimiter, continuation, max_keys)
+            .await
+    }
+    async fn head(&self, key: &str) -> crate::store::StoreResult<crate::store::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<&str>,
+    ) -> crate::store::StoreResult<Bytes> {
+        self.inner.get_range(key, range, if_match).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &crate::store::PutOptions,
+    ) -> crate::store::StoreResult<String> {
+        self.inner.put(key, body, opts).await
+    }
+    async fn create_multipart(
+        &self,
+        key: &str,
+        opts: &crate::store::PutOptions,
+    ) -> crate::store::StoreResult<String> {
+        self.inner.create_multipart(key, opts).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> crate::store::StoreResult<String> {
+        self.entered.notify_one();
+        let _p = self.gate.acquire().await.expect("gate open");
+        self.inner.upload_part(key, upload_id, number, body).await
+    }
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: std::ops::Range<u64>,
+    ) -> crate::store::StoreResult<String> {
+        self.inner
+            .upload_part_copy(key, upload_id, number, source, source_etag, range)
+            .await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[crate::store::CompletedPart],
+    ) -> crate::store::StoreResult<String> {
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> crate::store::StoreResult<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&crate::store::PutOptions>,
+    ) -> crate::store::StoreResult<String> {
+        self.inner.copy(source, dest, source_etag, opts).await
+    }
+    async fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn reads_of_a_file_go_on_while_its_upload_is_in_flight() {
+    let mem = MemoryStore::new();
+    let old = pattern(12 * MIB, 9);
+    mem.put("big", old.clone());
+    let e = env(GatedParts {
+        inner: mem,
+        gate: tokio::sync::Semaphore::new(0),
+        entered: tokio::sync::Notify::new(),
+    });
+    let f = e.fs.lookup(ROOT_INO, b"big").await.unwrap();
+    let w = e.fs.open(f.ino, libc::O_RDWR).await.unwrap();
+    e.fs.write(w.fh, 6 * MIB as u64, b"NEW").await.unwrap();
+    let r = e.fs.open(f.ino, libc::O_RDONLY).await.unwrap();
+    let mut want = old.clone();
+    want[6 * MIB..6 * MIB + 3].copy_from_slice(b"NEW");
+    let gated = &e.store.inner();
+    let reader = async {
+        // The flush is sending the changed part, which waits at the gate.
+        gated.entered.notified().await;
+        let bound = std::time::Duration::from_secs(30);
+        let mid = tokio::time::timeout(bound, e.fs.read(r.fh, 6 * MIB as u64 - 2, 8))
+            .await
+            .expect("a read waited for the upload to finish")
+            .unwrap();
+        let head = tokio::time::timeout(bound, e.fs.read(r.fh, 0, 4096))
+            .await
+            .expect("a read waited for the upload to finish")
+            .unwrap();
+        gated.gate.add_permits(100);
+        (mid, head)
+    };
+    let (flushed, (mid, head)) = tokio::join!(e.fs.flush(w.fh), reader);
+    flushed.unwrap();
+    assert_eq!(&mid[..], &want[6 * MIB - 2..6 * MIB + 6]);
+    assert_eq!(&head[..], &want[..4096]);
+    e.fs.release(w.fh).await.unwrap();
+    e.fs.release(r.fh).await.unwrap();
+    assert_eq!(e.store.inner().inner.get("big").unwrap(), want);
+    assert_eq!(count(&e.stats, Op::UploadPart), 1);
+    assert_eq!(count(&e.stats, Op::UploadPartCopy), 2);
 }

@@ -16,11 +16,92 @@ use super::attr::{self, Kind, Stat};
 use super::error::{Error, Result};
 use super::inode::{far_future, Inode};
 use super::names::{check_request_name, file_key};
-use super::write::Writer;
+use super::write::{Commit, Writer};
 use super::{Attr, Filesystem, OpenFile, Opened};
 use crate::store::ObjectStore;
 
-pub(crate) type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
+pub(crate) type SharedWriter = Arc<WriterCell>;
+
+/// One file's [`Writer`] and its locks. Whoever changes the file (write, truncate,
+/// setattr, commit) holds `change` throughout, so changes are serialised and nothing
+/// changes under an upload. The writer itself is behind a read-write lock: a commit
+/// holds it shared while the parts go up, so reads of the file go on meanwhile.
+pub(crate) struct WriterCell {
+    change: Arc<tokio::sync::Mutex<()>>,
+    state: Arc<tokio::sync::RwLock<Writer>>,
+}
+
+impl WriterCell {
+    pub(crate) fn new(w: Writer) -> SharedWriter {
+        Arc::new(WriterCell {
+            change: Arc::new(tokio::sync::Mutex::new(())),
+            state: Arc::new(tokio::sync::RwLock::new(w)),
+        })
+    }
+
+    /// The writer, to change it.
+    pub(crate) async fn lock(&self) -> WriterGuard {
+        let change = self.change.clone().lock_owned().await;
+        let state = self.state.clone().write_owned().await;
+        WriterGuard {
+            _change: change,
+            state: Some(state),
+            cell: self.state.clone(),
+        }
+    }
+
+    /// The writer, to change it, if nobody else is changing or committing it.
+    pub(crate) fn try_lock(&self) -> Option<WriterGuard> {
+        let change = self.change.clone().try_lock_owned().ok()?;
+        let state = self.state.clone().try_write_owned().ok()?;
+        Some(WriterGuard {
+            _change: change,
+            state: Some(state),
+            cell: self.state.clone(),
+        })
+    }
+}
+
+/// A writer held to be changed (see [`WriterCell`]).
+pub(crate) struct WriterGuard {
+    _change: tokio::sync::OwnedMutexGuard<()>,
+    /// `None` only while [`WriterGuard::commit`] holds the writer shared.
+    state: Option<tokio::sync::OwnedRwLockWriteGuard<Writer>>,
+    cell: Arc<tokio::sync::RwLock<Writer>>,
+}
+
+impl std::ops::Deref for WriterGuard {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.state.as_ref().expect("the writer is held")
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard {
+    fn deref_mut(&mut self) -> &mut Writer {
+        self.state.as_mut().expect("the writer is held")
+    }
+}
+
+impl WriterGuard {
+    /// [`Writer::commit`], but a staged file's parts go up with the writer held shared,
+    /// so reads of the file are not held up by its upload. No change can slip in
+    /// meanwhile: `change` stays held.
+    pub(crate) async fn commit<S: ObjectStore>(
+        &mut self,
+        up: &Arc<super::upload::Uploader<S>>,
+    ) -> Result<Option<String>> {
+        let job = match self.begin_commit(up).await? {
+            Commit::Done(etag) => return Ok(etag),
+            Commit::Staged(job) => job,
+        };
+        let shared = self.state.take().expect("the writer is held").downgrade();
+        let r = shared.send_staged(up, &job).await;
+        drop(shared);
+        self.state = Some(self.cell.clone().write_owned().await);
+        self.end_staged(job, r)
+    }
+}
 
 /// The owner of a new file: the requesting process's uid and gid.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +209,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Ok(w);
             }
             let w = self.new_writer(inode, truncate).await?;
-            let w = Arc::new(tokio::sync::Mutex::new(w));
+            let w = WriterCell::new(w);
             let inserted = {
                 let mut map = self.writers.lock();
                 !map.contains_key(&inode.ino) && map.insert(inode.ino, w.clone()).is_none()
@@ -254,9 +335,7 @@ impl<S: ObjectStore> Filesystem<S> {
             None,
         );
         w.handles = 1;
-        self.writers
-            .lock()
-            .insert(inode.ino, Arc::new(tokio::sync::Mutex::new(w)));
+        self.writers.lock().insert(inode.ino, WriterCell::new(w));
         self.dir_changed(&dir, name);
         self.meta.invalidate(&key).await;
         let fh = self.add_file(inode.ino, true);
@@ -305,7 +384,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Upload what the file holds now (close's flush, fsync). The error, if any, is
     /// logged with the key and returned.
-    async fn commit_writer(&self, ino: u64, w: &mut Writer) -> Result<()> {
+    async fn commit_writer(&self, ino: u64, w: &mut WriterGuard) -> Result<()> {
         match w.commit(&self.uploader).await {
             Ok(Some(etag)) => {
                 let key = w.key.clone();
@@ -329,7 +408,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let Some(w) = self.writer(f.ino).filter(|_| f.writable) else {
             return false;
         };
-        w.try_lock().is_ok_and(|g| g.holds_nothing_new())
+        w.try_lock().is_some_and(|g| g.holds_nothing_new())
     }
 
     /// Record which process (thread group id) opened handle `fh`.
@@ -428,7 +507,27 @@ impl<S: ObjectStore> Filesystem<S> {
         size: u32,
     ) -> Option<Result<Bytes>> {
         let w = self.writer(ino)?;
-        let mut g = w.lock().await;
+        let mut g = match w.try_lock() {
+            Some(g) => g,
+            None => {
+                // Being changed or committed: read what is there, without waiting for
+                // an upload to end, unless the read needs the writer to itself.
+                let shared = w.state.read().await;
+                match shared
+                    .read_shared(&self.uploader, offset, size, writable)
+                    .await
+                {
+                    Ok(Some(b)) => return Some(Ok(b)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        error!(key = %shared.key, "read of a file open for writing failed: {}", e);
+                        return Some(Err(e));
+                    }
+                }
+                drop(shared);
+                w.lock().await
+            }
+        };
         let r = g.read(&self.uploader, offset, size, writable).await;
         if let Err(e) = &r {
             error!(key = %g.key, "read of a file open for writing failed: {}", e);

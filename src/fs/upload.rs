@@ -140,12 +140,9 @@ impl<S: ObjectStore> Uploader<S> {
             .map_err(Error::from)
     }
 
-    /// Put an object of `len` zero bytes at a reserved name beside `key` (see
-    /// [`names::ZEROS_PREFIX`]), for the holes of a sparse file to be copied from
-    /// server-side. Returns its key and ETag, or `None` when no such name fits in S3's
-    /// key limit. Larger than a part, it goes up as a multipart upload of one shared
-    /// zero buffer, so memory stays at one part whatever `len` is.
-    pub async fn put_zeros(&self, key: &str, len: u64) -> Result<Option<(String, String)>> {
+    /// A reserved name beside `key` (see [`names::ZEROS_PREFIX`]) for a zero object,
+    /// or `None` when none fits in S3's key limit. Each call gives a new name.
+    pub fn zeros_key(&self, key: &str) -> Option<String> {
         let dir = key.rfind('/').map_or("", |i| &key[..=i]);
         let n = self.names.fetch_add(1, Ordering::Relaxed);
         let zkey = format!(
@@ -153,20 +150,24 @@ impl<S: ObjectStore> Uploader<S> {
             super::names::ZEROS_PREFIX,
             std::process::id()
         );
-        if zkey.len() > super::names::KEY_MAX {
-            return Ok(None);
-        }
+        (zkey.len() <= super::names::KEY_MAX).then_some(zkey)
+    }
+
+    /// Put an object of `len` zero bytes as `zkey` (from [`Uploader::zeros_key`]), for
+    /// the holes of a sparse file to be copied from server-side; returns its ETag.
+    /// Larger than a part, it goes up as a multipart upload of one shared zero buffer,
+    /// so memory stays at one part whatever `len` is.
+    pub async fn put_zeros(&self, zkey: &str, len: u64) -> Result<String> {
         let opts = PutOptions::default();
         let chunk = self.cfg.part_size.min(len).max(1);
         let _permit = self.reserve(chunk).await;
         let zeros = Bytes::from(vec![0u8; chunk as usize]);
         if len <= chunk {
-            let etag = self.put(&zkey, zeros.slice(..len as usize), &opts).await?;
-            return Ok(Some((zkey, etag)));
+            return self.put(zkey, zeros.slice(..len as usize), &opts).await;
         }
         let id = self
             .store
-            .create_multipart(&zkey, &opts)
+            .create_multipart(zkey, &opts)
             .await
             .map_err(Error::from)?;
         let parts: Vec<(i32, Bytes)> = (0..len.div_ceil(chunk))
@@ -175,7 +176,7 @@ impl<S: ObjectStore> Uploader<S> {
                 (i as i32 + 1, zeros.slice(..n))
             })
             .collect();
-        let zk = zkey.as_str();
+        let zk = zkey;
         let idr = id.as_str();
         let results: Vec<StoreResult<CompletedPart>> = futures::stream::iter(parts)
             .map(|(number, body)| async move {
@@ -185,8 +186,7 @@ impl<S: ObjectStore> Uploader<S> {
             .buffered(self.cfg.concurrency)
             .collect()
             .await;
-        let etag = self.finish(&zkey, &id, results).await?;
-        Ok(Some((zkey, etag)))
+        self.finish(zkey, &id, results).await
     }
 
     /// Delete a helper object (a zero source), logging (not returning) a failure.

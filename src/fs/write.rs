@@ -41,6 +41,23 @@ enum Part {
     Send,
 }
 
+/// A staged commit between its steps (see [`Writer::begin_commit`]).
+pub struct StagedJob {
+    key: String,
+    size: u64,
+    opts: PutOptions,
+    /// Each part and where it comes from; empty: one PutObject.
+    plan: Vec<(Range<u64>, Part)>,
+}
+
+/// What [`Writer::begin_commit`] leaves to do.
+pub enum Commit {
+    /// Nothing: the commit is over (with the new ETag when something was uploaded).
+    Done(Option<String>),
+    /// A staged file to send ([`Writer::send_staged`], then [`Writer::end_staged`]).
+    Staged(StagedJob),
+}
+
 struct Staged {
     file: Option<StagingFile>,
     base: Option<Base>,
@@ -301,18 +318,23 @@ impl Writer {
                 return Ok(b);
             }
             if upload.started() && !may_publish {
-                return Err(Error::Failed(format!(
-                    "{}: bytes {offset}-{} were already uploaded while the file is being \
-                     written by another handle; they can be read once it is closed",
-                    self.key,
-                    end - 1
-                )));
+                return Err(self.already_sent(offset, end));
             }
         }
         self.unstream(up).await?;
         let size = self.stat.size;
         let staged = self.staged_mut();
         staged.bytes(up, offset..end, size).await
+    }
+
+    /// A read-only handle asked for bytes a streamed upload already sent.
+    fn already_sent(&self, offset: u64, end: u64) -> Error {
+        Error::Failed(format!(
+            "{}: bytes {offset}-{} were already uploaded while the file is being \
+             written by another handle; they can be read once it is closed",
+            self.key,
+            end - 1
+        ))
     }
 
     pub async fn truncate<S: ObjectStore>(&mut self, up: &Arc<Uploader<S>>, n: u64) -> Result<()> {
@@ -391,14 +413,30 @@ impl Writer {
     }
 
     /// Make S3 hold this file's content and attributes. Returns the new ETag when
-    /// something was uploaded.
+    /// something was uploaded. All of it runs with the writer held exclusively; see
+    /// [`Writer::begin_commit`] for the form that lets readers in while parts go up.
     pub async fn commit<S: ObjectStore>(
         &mut self,
         up: &Arc<Uploader<S>>,
     ) -> Result<Option<String>> {
+        match self.begin_commit(up).await? {
+            Commit::Done(etag) => Ok(etag),
+            Commit::Staged(job) => {
+                let r = self.send_staged(up, &job).await;
+                self.end_staged(job, r)
+            }
+        }
+    }
+
+    /// The first step of a commit, which needs the writer to itself. Attribute-only
+    /// changes and streams are finished here (`Commit::Done`). A staged file gets its
+    /// staging file ready (the base's bytes of every part to send fetched) and is left
+    /// to [`Writer::send_staged`], which only reads the writer, so reads of the file
+    /// can go on while its parts go up; [`Writer::end_staged`] then records the result.
+    pub async fn begin_commit<S: ObjectStore>(&mut self, up: &Arc<Uploader<S>>) -> Result<Commit> {
         self.check()?;
         if !self.is_dirty() {
-            return Ok(None);
+            return Ok(Commit::Done(None));
         }
         let size = self.stat.size;
         debug!(key = %self.key, size, data = self.data_dirty, meta = self.meta_dirty, "commit");
@@ -423,7 +461,7 @@ impl Writer {
                     self.data_dirty = false;
                     self.meta_dirty = false;
                     self.etag = Some(etag.clone());
-                    return Ok(Some(etag));
+                    return Ok(Commit::Done(Some(etag)));
                 }
                 Data::Stream { upload, sent_opts } => {
                     let upload = std::mem::take(upload);
@@ -468,16 +506,50 @@ impl Writer {
                         self.content_type.as_deref(),
                         &self.user,
                     );
-                    st.upload(up, &self.key, size, &opts).await?
+                    let plan = st.prepare(up, &self.key, size).await?;
+                    return Ok(Commit::Staged(StagedJob {
+                        key: self.key.clone(),
+                        size,
+                        opts,
+                        plan,
+                    }));
                 }
             }
         };
-        // The object now is the file: it becomes the base of later changes.
+        self.committed(size, &etag);
+        Ok(Commit::Done(Some(etag)))
+    }
+
+    /// The upload step of a staged commit: reads the writer only.
+    pub async fn send_staged<S: ObjectStore>(
+        &self,
+        up: &Arc<Uploader<S>>,
+        job: &StagedJob,
+    ) -> Result<String> {
+        let Data::Staged(st) = &self.data else {
+            return Err(Error::Failed(format!(
+                "{}: the file changed during its upload",
+                job.key
+            )));
+        };
+        st.send(up, job).await
+    }
+
+    /// The last step of a staged commit: with its result, the writer to itself again.
+    pub fn end_staged(&mut self, job: StagedJob, r: Result<String>) -> Result<Option<String>> {
+        let etag = r?;
+        self.committed(job.size, &etag);
+        Ok(Some(etag))
+    }
+
+    /// The object now is the file (`size` bytes, ETag `etag`): it becomes the base of
+    /// later changes.
+    fn committed(&mut self, size: u64, etag: &str) {
         match &mut self.data {
             Data::Staged(st) => {
                 st.base = Some(Base {
                     key: self.key.clone(),
-                    etag: etag.clone(),
+                    etag: etag.to_string(),
                     len: size,
                 });
                 st.written = RangeSet::new();
@@ -487,7 +559,7 @@ impl Writer {
                     file: None,
                     base: Some(Base {
                         key: self.key.clone(),
-                        etag: etag.clone(),
+                        etag: etag.to_string(),
                         len: size,
                     }),
                     present: RangeSet::new(),
@@ -497,8 +569,41 @@ impl Writer {
         }
         self.data_dirty = false;
         self.meta_dirty = false;
-        self.etag = Some(etag.clone());
-        Ok(Some(etag))
+        self.etag = Some(etag.to_string());
+    }
+
+    /// Read without changing the writer, for a reader that finds the file being
+    /// committed: `Ok(None)` when the read needs the writer to itself (bytes a stream
+    /// already sent, to be staged first) or the base changed under it (the commit just
+    /// replaced it); the caller then waits for the writer and reads as usual.
+    pub async fn read_shared<S: ObjectStore>(
+        &self,
+        up: &Arc<Uploader<S>>,
+        offset: u64,
+        size: u32,
+        may_publish: bool,
+    ) -> Result<Option<Bytes>> {
+        self.check()?;
+        let end = (offset + u64::from(size)).min(self.stat.size);
+        if offset >= end {
+            return Ok(Some(Bytes::new()));
+        }
+        match &self.data {
+            Data::Stream { upload, .. } => {
+                if let Some(b) = upload.buffered(offset..end) {
+                    return Ok(Some(b));
+                }
+                if upload.started() && !may_publish {
+                    return Err(self.already_sent(offset, end));
+                }
+                Ok(None)
+            }
+            Data::Staged(st) => match st.peek(up, offset..end, self.stat.size).await {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.is_precondition_failed() => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// The object was renamed server-side to `key` with ETag `etag`.
@@ -613,42 +718,79 @@ impl Staged {
                 let f = self.file.as_ref().expect("checked");
                 Ok(Bytes::from(f.read_at(range.start, len).await?))
             }
-            (None, Some(base)) => {
-                // Nothing local: the base's bytes, then zeros past its end.
-                let mut out = Vec::with_capacity(len);
-                let b_end = range.end.min(base.len);
-                if range.start < b_end {
-                    out.extend_from_slice(&Self::fetch(up, base, range.start..b_end).await?);
-                }
-                out.resize(len, 0);
-                Ok(Bytes::from(out))
-            }
-            (None, None) => Ok(Bytes::from(vec![0u8; len])),
+            // Nothing local: the base's bytes, then zeros past its end.
+            (None, _) => self.base_bytes(up, range).await,
         }
     }
 
-    /// Upload the whole file as `key`: one PutObject when it fits in one part, else a
-    /// multipart upload in which parts the base still holds unchanged are copied
-    /// server-side and only the others are sent.
-    async fn upload<S: ObjectStore>(
+    /// The bytes of `range` (within `size`) without changing anything: what the
+    /// staging file holds, the base's bytes it lacks fetched but not kept, zeros past.
+    async fn peek<S: ObjectStore>(
+        &self,
+        up: &Arc<Uploader<S>>,
+        range: Range<u64>,
+        size: u64,
+    ) -> Result<Bytes> {
+        let range = range.start.min(size)..range.end.min(size);
+        let len = (range.end - range.start) as usize;
+        let Some(file) = &self.file else {
+            return self.base_bytes(up, range).await;
+        };
+        let mut out = file.read_at(range.start, len).await?;
+        out.resize(len, 0);
+        if let Some(base) = &self.base {
+            let within = range.start..range.end.min(base.len);
+            if within.start < within.end {
+                for m in self.present.missing(within) {
+                    let d = Self::fetch(up, base, m.clone()).await?;
+                    let at = (m.start - range.start) as usize;
+                    out[at..at + d.len()].copy_from_slice(&d);
+                }
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// With no staging file: the base's bytes of `range`, then zeros past its end.
+    async fn base_bytes<S: ObjectStore>(
+        &self,
+        up: &Arc<Uploader<S>>,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let len = (range.end - range.start) as usize;
+        let mut out = Vec::with_capacity(len);
+        if let Some(base) = &self.base {
+            let b_end = range.end.min(base.len);
+            if range.start < b_end {
+                out.extend_from_slice(&Self::fetch(up, base, range.start..b_end).await?);
+            }
+        }
+        out.resize(len, 0);
+        Ok(Bytes::from(out))
+    }
+
+    /// Get ready to upload the whole file as `key`: decide where each part comes from
+    /// and bring into the staging file the base's bytes of every part to send. One
+    /// PutObject when it fits in one part (the plan is empty), else a multipart upload
+    /// whose parts the base holds unchanged are copied server-side, whose holes are
+    /// copied from a zero object, and whose other parts are sent.
+    async fn prepare<S: ObjectStore>(
         &mut self,
         up: &Arc<Uploader<S>>,
         key: &str,
         size: u64,
-        opts: &PutOptions,
-    ) -> Result<String> {
+    ) -> Result<Vec<(Range<u64>, Part)>> {
         let ps = up.staged_part_size(size);
         if size <= ps {
-            let body = self.bytes(up, 0..size, size).await?;
-            return up.put(key, body, opts).await;
+            if self.file.is_some() {
+                self.ensure_present(up, 0..size).await?;
+            }
+            return Ok(Vec::new());
         }
-        let ranges: Vec<Range<u64>> = (0..size.div_ceil(ps))
-            .map(|i| i * ps..((i + 1) * ps).min(size))
-            .collect();
         let base_len = self.base.as_ref().map_or(0, |b| b.len);
-        let mut plan: Vec<(Range<u64>, Part)> = ranges
-            .into_iter()
-            .map(|r| {
+        let mut plan: Vec<(Range<u64>, Part)> = (0..size.div_ceil(ps))
+            .map(|i| {
+                let r = i * ps..((i + 1) * ps).min(size);
                 let part = if self.written.overlaps(&r) {
                     Part::Send
                 } else if r.end <= base_len {
@@ -662,48 +804,18 @@ impl Staged {
                 (r, part)
             })
             .collect();
-        let holes = plan.iter().filter(|p| p.1 == Part::Zeros).count();
         // Holes are copied server-side from one zero object, so a file grown by
         // truncate or a far pwrite sends no zeros over the network. One hole is cheaper
         // sent than copied (the zero object costs a PUT of its size and a DELETE).
-        let zeros = if holes >= 2 {
-            up.put_zeros(key, ps).await?
-        } else {
-            None
-        };
-        if zeros.is_none() {
+        let holes = plan.iter().filter(|p| p.1 == Part::Zeros).count();
+        if holes < 2 || up.zeros_key(key).is_none() {
             for p in plan.iter_mut().filter(|p| p.1 == Part::Zeros) {
                 p.1 = Part::Send;
             }
         }
-        let r = self.upload_parts(up, key, opts, plan, zeros.as_ref()).await;
-        if let Some((zkey, _)) = &zeros {
-            up.delete_helper(zkey).await;
-        }
-        r
-    }
-
-    /// The multipart upload of [`Staged::upload`], part by part as `plan` says.
-    async fn upload_parts<S: ObjectStore>(
-        &mut self,
-        up: &Arc<Uploader<S>>,
-        key: &str,
-        opts: &PutOptions,
-        plan: Vec<(Range<u64>, Part)>,
-        zeros: Option<&(String, String)>,
-    ) -> Result<String> {
-        let count = |k: Part| plan.iter().filter(|p| p.1 == k).count();
-        debug!(
-            key,
-            parts = plan.len(),
-            copies = count(Part::Copy),
-            holes = count(Part::Zeros),
-            "uploading staged file"
-        );
-        let sends = count(Part::Send) > 0;
         // Parts to send come from the staging file: fetch what it lacks first (a file
         // only grown by truncate has none yet: past the base it reads as zeros).
-        if self.file.is_none() && sends {
+        if self.file.is_none() && plan.iter().any(|p| p.1 == Part::Send) {
             self.file = Some(StagingFile::create(up.staging_path(key)).await?);
         }
         for (r, part) in &plan {
@@ -711,15 +823,57 @@ impl Staged {
                 self.ensure_present(up, r.clone()).await?;
             }
         }
+        Ok(plan)
+    }
+
+    /// Upload the file as [`Staged::prepare`] planned it; reads `self` only.
+    async fn send<S: ObjectStore>(&self, up: &Arc<Uploader<S>>, job: &StagedJob) -> Result<String> {
+        let key = job.key.as_str();
+        if job.plan.is_empty() {
+            let body = self.peek(up, 0..job.size, job.size).await?;
+            return up.put(key, body, &job.opts).await;
+        }
+        let count = |k: Part| job.plan.iter().filter(|p| p.1 == k).count();
+        debug!(
+            key,
+            parts = job.plan.len(),
+            copies = count(Part::Copy),
+            holes = count(Part::Zeros),
+            "uploading staged file ({} bytes)",
+            job.size
+        );
+        let zeros = match up.zeros_key(key) {
+            Some(zkey) if count(Part::Zeros) > 0 => {
+                let part_size = job.plan[0].0.end;
+                let etag = up.put_zeros(&zkey, part_size).await?;
+                Some((zkey, etag))
+            }
+            _ => None,
+        };
+        let r = self.send_parts(up, job, zeros.as_ref()).await;
+        if let Some((zkey, _)) = &zeros {
+            up.delete_helper(zkey).await;
+        }
+        r
+    }
+
+    /// The multipart upload of [`Staged::send`].
+    async fn send_parts<S: ObjectStore>(
+        &self,
+        up: &Arc<Uploader<S>>,
+        job: &StagedJob,
+        zeros: Option<&(String, String)>,
+    ) -> Result<String> {
+        let key = job.key.as_str();
         let upload_id = up
             .store
-            .create_multipart(key, opts)
+            .create_multipart(key, &job.opts)
             .await
             .map_err(Error::from)?;
-        let this = &*self;
+        let this = self;
         let id = upload_id.as_str();
         let results: Vec<StoreResult<CompletedPart>> =
-            futures::stream::iter(plan.into_iter().enumerate())
+            futures::stream::iter(job.plan.iter().cloned().enumerate())
                 .map(|(i, (r, part))| async move {
                     let number = i as i32 + 1;
                     let etag = match part {
