@@ -1387,6 +1387,8 @@ impl<S: ObjectStore> Filesystem<S> {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

@@ -247,7 +247,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 }
             }
             let new_key = file_key(&newdir.key, newname)?;
-            self.rename_file(&src, &new_key).await?;
+            self.rename_file(&src, &new_key, dst.is_some()).await?;
             new_key
         };
         // Whatever was open under the replaced name must not upload over the new content.
@@ -272,8 +272,11 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Copy the file `src` to `new_key` with its metadata, then delete it. A file open
-    /// for writing is committed first.
-    async fn rename_file(&self, src: &Arc<Inode>, new_key: &str) -> Result<()> {
+    /// for writing is committed first. When the source cannot be deleted, a copy to a
+    /// new name (`replaces` false) is deleted again, so the failed rename leaves things
+    /// as they were; a copy over an existing file stays (the old target is gone either
+    /// way, and the source still holds the same bytes).
+    async fn rename_file(&self, src: &Arc<Inode>, new_key: &str, replaces: bool) -> Result<()> {
         let w = self.writer(src.ino);
         let mut guard = match &w {
             Some(w) => Some(w.lock().await),
@@ -307,7 +310,19 @@ impl<S: ObjectStore> Filesystem<S> {
             .uploader
             .copy_object(&src.key, Some(&m.etag), new_key, m.size, &opts, true)
             .await?;
-        self.store.delete(&src.key).await.map_err(Error::from)?;
+        if let Err(e) = self.store.delete(&src.key).await {
+            error!(key = %src.key, to = new_key, "rename failed: the source could not be deleted: {}", e);
+            if !replaces {
+                if let Err(d) = self.store.delete(new_key).await {
+                    error!(
+                        key = new_key,
+                        "could not remove the copy of a failed rename: {}", d
+                    );
+                }
+            }
+            self.meta.invalidate(new_key).await;
+            return Err(Error::from(e));
+        }
         if let Some(g) = guard.as_deref_mut() {
             g.renamed(new_key, Some(etag.clone()));
         }

@@ -174,7 +174,15 @@ impl ReadHandle {
             }
         };
         match needed {
-            Some(parts) => Ok((assemble(parts, offset, end).await?, Vec::new())),
+            Some(parts) => match assemble(parts, offset, end).await {
+                Ok(b) => Ok((b, Vec::new())),
+                Err(e) => {
+                    // A failed part must not fail every later read of its range: the
+                    // stream is dropped, and the next read starts a new one.
+                    self.state.lock().stream = None;
+                    Err(e)
+                }
+            },
             None => self.read_blocks(r, offset, end).await,
         }
     }

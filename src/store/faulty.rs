@@ -53,6 +53,11 @@ impl<S> FaultyStore<S> {
         Self::new(inner, target, kind, u64::MAX)
     }
 
+    /// From now on the next `n` requests of the target kind fail.
+    pub fn arm(&self, n: u64) {
+        self.remaining.store(n, Ordering::SeqCst);
+    }
+
     /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.inner
