@@ -48,6 +48,8 @@ pub struct StagedJob {
     opts: PutOptions,
     /// Each part and where it comes from; empty: one PutObject.
     plan: Vec<(Range<u64>, Part)>,
+    /// The name of the zero object the holes are copied from, when there are holes.
+    zeros_key: Option<String>,
 }
 
 /// What [`Writer::begin_commit`] leaves to do.
@@ -506,12 +508,13 @@ impl Writer {
                         self.content_type.as_deref(),
                         &self.user,
                     );
-                    let plan = st.prepare(up, &self.key, size).await?;
+                    let (plan, zeros_key) = st.prepare(up, &self.key, size).await?;
                     return Ok(Commit::Staged(StagedJob {
                         key: self.key.clone(),
                         size,
                         opts,
                         plan,
+                        zeros_key,
                     }));
                 }
             }
@@ -779,13 +782,13 @@ impl Staged {
         up: &Arc<Uploader<S>>,
         key: &str,
         size: u64,
-    ) -> Result<Vec<(Range<u64>, Part)>> {
+    ) -> Result<(Vec<(Range<u64>, Part)>, Option<String>)> {
         let ps = up.staged_part_size(size);
         if size <= ps {
             if self.file.is_some() {
                 self.ensure_present(up, 0..size).await?;
             }
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let base_len = self.base.as_ref().map_or(0, |b| b.len);
         let mut plan: Vec<(Range<u64>, Part)> = (0..size.div_ceil(ps))
@@ -808,7 +811,8 @@ impl Staged {
         // truncate or a far pwrite sends no zeros over the network. One hole is cheaper
         // sent than copied (the zero object costs a PUT of its size and a DELETE).
         let holes = plan.iter().filter(|p| p.1 == Part::Zeros).count();
-        if holes < 2 || up.zeros_key(key).is_none() {
+        let zeros_key = if holes >= 2 { up.zeros_key(key) } else { None };
+        if zeros_key.is_none() {
             for p in plan.iter_mut().filter(|p| p.1 == Part::Zeros) {
                 p.1 = Part::Send;
             }
@@ -823,7 +827,7 @@ impl Staged {
                 self.ensure_present(up, r.clone()).await?;
             }
         }
-        Ok(plan)
+        Ok((plan, zeros_key))
     }
 
     /// Upload the file as [`Staged::prepare`] planned it; reads `self` only.
@@ -842,13 +846,13 @@ impl Staged {
             "uploading staged file ({} bytes)",
             job.size
         );
-        let zeros = match up.zeros_key(key) {
-            Some(zkey) if count(Part::Zeros) > 0 => {
+        let zeros = match &job.zeros_key {
+            Some(zkey) => {
                 let part_size = job.plan[0].0.end;
-                let etag = up.put_zeros(&zkey, part_size).await?;
-                Some((zkey, etag))
+                let etag = up.put_zeros(zkey, part_size).await?;
+                Some((zkey.clone(), etag))
             }
-            _ => None,
+            None => None,
         };
         let r = self.send_parts(up, job, zeros.as_ref()).await;
         if let Some((zkey, _)) = &zeros {
