@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::write_tests::{count, env, pattern, read_all, write_all, Env, ME, MIB};
+use super::write_tests::{count, env, names, pattern, read_all, write_all, Env, ME, MIB};
 use super::*;
 use crate::store::counting::Op;
 use crate::store::faulty::{FaultTarget, FaultyStore};
@@ -25,29 +25,6 @@ fn arm(e: &Env<Faulty>, n: u64) {
 
 fn mem(e: &Env<Faulty>) -> &MemoryStore {
     e.store.inner().inner()
-}
-
-async fn names<S: ObjectStore>(fs: &Filesystem<S>, ino: u64) -> Result<Vec<String>> {
-    let fh = fs.opendir(ino)?;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    let r = loop {
-        let page = match fs.readdir(ino, fh, offset).await {
-            Ok(p) => p,
-            Err(e) => break Err(e),
-        };
-        let Some(last) = page.last() else {
-            break Ok(());
-        };
-        offset = last.offset;
-        out.extend(
-            page.into_iter()
-                .map(|e| e.name)
-                .filter(|n| n != "." && n != ".."),
-        );
-    };
-    fs.releasedir(fh);
-    r.map(|_| out)
 }
 
 /// The log lines written while `f` runs.
@@ -206,6 +183,45 @@ async fn a_failed_create_multipart_loses_a_stream_cleanly_and_keeps_a_staged_edi
 #[tokio::test]
 async fn a_failed_upload_part_of_a_staged_file_keeps_the_old_object() {
     failed_commit_then_retry(FaultTarget::UploadPart).await;
+}
+
+#[tokio::test]
+async fn a_failed_upload_part_copy_of_a_staged_edit_keeps_the_old_object() {
+    failed_commit_then_retry(FaultTarget::UploadPartCopy).await;
+}
+
+#[tokio::test]
+async fn a_failed_complete_whose_abort_fails_too_is_eio_and_logs_the_upload_left() {
+    let m = MemoryStore::new();
+    let old = pattern(12 * MIB, 4);
+    m.put("big", old.clone());
+    let aborts = FaultyStore::new(m, FaultTarget::Abort, StoreErrorKind::Other, 1);
+    let e = env(FaultyStore::new(
+        aborts,
+        FaultTarget::Complete,
+        StoreErrorKind::Other,
+        1,
+    ));
+    let mem = e.store.inner().inner().inner();
+    let f = e.fs.lookup(ROOT_INO, b"big").await.unwrap();
+    let o = e.fs.open(f.ino, libc::O_RDWR).await.unwrap();
+    e.fs.write(o.fh, 7 * MIB as u64, b"!").await.unwrap();
+    let mut new = old.clone();
+    new[7 * MIB] = b'!';
+    let (flushed, log) = logged(e.fs.flush(o.fh)).await;
+    assert_eq!(flushed.unwrap_err().errno(), libc::EIO);
+    assert_eq!(mem.get("big").unwrap(), old);
+    // The upload S3 would not abort is left, and the log says which one.
+    assert_eq!(mem.pending_uploads(), vec!["big".to_string()]);
+    assert!(
+        log.contains("could not abort multipart upload") && log.contains("big"),
+        "{log}"
+    );
+    assert_eq!(count(&e.stats, Op::AbortMultipartUpload), 1);
+    // The edit is kept and goes up once the store works.
+    e.fs.flush(o.fh).await.unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(mem.get("big").unwrap(), new);
 }
 
 #[tokio::test]

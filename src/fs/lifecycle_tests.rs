@@ -1,30 +1,13 @@
 //! Unit tests of lifecycle defects found by review and fault runs (issue 11): each
 //! failed on the code before its fix.
 
-use super::write_tests::{count, env, pattern, write_all, ME, MIB};
+use super::write_tests::{count, env, names, pattern, write_all, ME, MIB};
 use super::*;
 use crate::store::counting::Op;
+use crate::store::faulty::{FaultTarget, FaultyStore};
 use crate::store::memory::MemoryStore;
 
 /// Every name a full readdir pass of `ino` gives, without "." and "..".
-async fn names<S: ObjectStore>(fs: &Filesystem<S>, ino: u64) -> Vec<String> {
-    let fh = fs.opendir(ino).unwrap();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = fs.readdir(ino, fh, offset).await.unwrap();
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        out.extend(
-            page.into_iter()
-                .map(|e| e.name)
-                .filter(|n| n != "." && n != ".."),
-        );
-    }
-    fs.releasedir(fh);
-    out
-}
-
 #[tokio::test]
 async fn a_readers_close_does_not_publish_a_file_being_written() {
     let e = env(MemoryStore::new());
@@ -114,11 +97,11 @@ async fn a_closed_file_is_in_every_later_listing_and_lookup() {
     e.fs.write(o.fh, 0, b"hello").await.unwrap();
     // Another process lists the directory while the file is being written: S3 does not
     // have it yet, the mount shows it as an open file.
-    assert_eq!(names(&e.fs, ROOT_INO).await, ["other", "new"]);
+    assert_eq!(names(&e.fs, ROOT_INO).await.unwrap(), ["other", "new"]);
     e.fs.flush(o.fh).await.unwrap();
     e.fs.release(o.fh).await.unwrap();
     // After close, within the metadata TTL: listed and found.
-    let mut after = names(&e.fs, ROOT_INO).await;
+    let mut after = names(&e.fs, ROOT_INO).await.unwrap();
     after.sort();
     assert_eq!(after, ["new", "other"]);
     let a = e.fs.lookup(ROOT_INO, b"new").await.unwrap();
@@ -144,7 +127,7 @@ async fn big_dir(n: usize, idle: usize) -> (super::write_tests::Env<MemoryStore>
 #[tokio::test]
 async fn listing_without_lookups_leaves_a_bounded_inode_table() {
     let (e, d) = big_dir(5_000, 1_000).await;
-    assert_eq!(names(&e.fs, d).await.len(), 5_000);
+    assert_eq!(names(&e.fs, d).await.unwrap().len(), 5_000);
     let (all, idle) = e.fs.inode_counts();
     assert!(idle <= 1_000, "{idle} idle inodes kept");
     assert!(all <= 1_002, "{all} inodes after listing 5,000 names");
@@ -156,7 +139,7 @@ async fn listing_without_lookups_leaves_a_bounded_inode_table() {
     assert!(e.fs.inode_counts().0 <= 1_002);
     // Referenced inodes are never evicted, however many names are listed after them.
     let a = e.fs.lookup(d, b"f00001").await.unwrap();
-    names(&e.fs, d).await;
+    names(&e.fs, d).await.unwrap();
     assert_eq!(e.fs.getattr(a.ino).await.unwrap().ino, a.ino);
 }
 
@@ -294,7 +277,7 @@ async fn a_directory_rename_deletes_no_marker_before_what_is_under_it() {
 #[tokio::test]
 async fn an_idle_mount_drops_its_listings_and_unreferenced_inodes() {
     let (e, d) = big_dir(20_000, 1_000).await;
-    assert_eq!(names(&e.fs, d).await.len(), 20_000);
+    assert_eq!(names(&e.fs, d).await.unwrap().len(), 20_000);
     let listing = |fs: &Filesystem<_>| {
         let dir = fs.inodes.get(d).unwrap();
         let n = dir
@@ -328,7 +311,7 @@ async fn a_renamed_inode_keeps_its_identity_and_open_handles_follow_it() {
     let d1 = e.fs.lookup(ROOT_INO, b"d1").await.unwrap();
     let f = e.fs.lookup(ROOT_INO, b"f").await.unwrap();
     let fh = e.fs.opendir(d1.ino).unwrap();
-    assert_eq!(names(&e.fs, d1.ino).await, ["a"]);
+    assert_eq!(names(&e.fs, d1.ino).await.unwrap(), ["a"]);
     let old_file = e.fs.inodes.get(f.ino).unwrap();
     e.fs.rename(ROOT_INO, b"d1", ROOT_INO, b"d2", 0)
         .await
@@ -456,7 +439,7 @@ async fn a_zero_object_larger_than_a_part_is_one_shared_buffer_sent_in_parts() {
     assert!(body.iter().all(|&b| b == 0));
     // Never listed, never found by name.
     let d = e.fs.lookup(ROOT_INO, b"d").await.unwrap();
-    assert!(names(&e.fs, d.ino).await.is_empty());
+    assert!(names(&e.fs, d.ino).await.unwrap().is_empty());
     let name = zkey.strip_prefix("d/").unwrap();
     let err = e.fs.lookup(d.ino, name.as_bytes()).await.unwrap_err();
     assert_eq!(err.errno(), libc::ENOENT);
@@ -464,112 +447,12 @@ async fn a_zero_object_larger_than_a_part_is_one_shared_buffer_sent_in_parts() {
     assert!(all_keys(&e).is_empty());
 }
 
-/// A store whose UploadParts wait at a gate the test opens: `entered` is notified as
-/// each one arrives.
-struct GatedParts<S> {
-    inner: S,
-    gate: tokio::sync::Semaphore,
-    entered: tokio::sync::Notify,
-}
-
-#[async_trait::async_trait]
-impl<S: ObjectStore> ObjectStore for GatedParts<S> {
-    async fn list(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        continuation: Option<String>,
-        max_keys: Option<i32>,
-    ) -> crate::store::StoreResult<crate::store::ListPage> {
-        self.inner
-            .list(prefix, delimiter, continuation, max_keys)
-            .await
-    }
-    async fn head(&self, key: &str) -> crate::store::StoreResult<crate::store::ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-        if_match: Option<&str>,
-    ) -> crate::store::StoreResult<Bytes> {
-        self.inner.get_range(key, range, if_match).await
-    }
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        opts: &crate::store::PutOptions,
-    ) -> crate::store::StoreResult<String> {
-        self.inner.put(key, body, opts).await
-    }
-    async fn create_multipart(
-        &self,
-        key: &str,
-        opts: &crate::store::PutOptions,
-    ) -> crate::store::StoreResult<String> {
-        self.inner.create_multipart(key, opts).await
-    }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> crate::store::StoreResult<String> {
-        self.entered.notify_one();
-        let _p = self.gate.acquire().await.expect("gate open");
-        self.inner.upload_part(key, upload_id, number, body).await
-    }
-    async fn upload_part_copy(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        source: &str,
-        source_etag: &str,
-        range: std::ops::Range<u64>,
-    ) -> crate::store::StoreResult<String> {
-        self.inner
-            .upload_part_copy(key, upload_id, number, source, source_etag, range)
-            .await
-    }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[crate::store::CompletedPart],
-    ) -> crate::store::StoreResult<String> {
-        self.inner.complete_multipart(key, upload_id, parts).await
-    }
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> crate::store::StoreResult<()> {
-        self.inner.abort_multipart(key, upload_id).await
-    }
-    async fn copy(
-        &self,
-        source: &str,
-        dest: &str,
-        source_etag: Option<&str>,
-        opts: Option<&crate::store::PutOptions>,
-    ) -> crate::store::StoreResult<String> {
-        self.inner.copy(source, dest, source_etag, opts).await
-    }
-    async fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-}
-
 #[tokio::test]
 async fn reads_of_a_file_go_on_while_its_upload_is_in_flight() {
     let mem = MemoryStore::new();
     let old = pattern(12 * MIB, 9);
     mem.put("big", old.clone());
-    let e = env(GatedParts {
-        inner: mem,
-        gate: tokio::sync::Semaphore::new(0),
-        entered: tokio::sync::Notify::new(),
-    });
+    let e = env(FaultyStore::gated(mem, FaultTarget::UploadPart));
     let f = e.fs.lookup(ROOT_INO, b"big").await.unwrap();
     let w = e.fs.open(f.ino, libc::O_RDWR).await.unwrap();
     e.fs.write(w.fh, 6 * MIB as u64, b"NEW").await.unwrap();
@@ -579,7 +462,7 @@ async fn reads_of_a_file_go_on_while_its_upload_is_in_flight() {
     let gated = &e.store.inner();
     let reader = async {
         // The flush is sending the changed part, which waits at the gate.
-        gated.entered.notified().await;
+        gated.entered().notified().await;
         let bound = std::time::Duration::from_secs(30);
         let mid = tokio::time::timeout(bound, e.fs.read(r.fh, 6 * MIB as u64 - 2, 8))
             .await
@@ -589,7 +472,7 @@ async fn reads_of_a_file_go_on_while_its_upload_is_in_flight() {
             .await
             .expect("a read waited for the upload to finish")
             .unwrap();
-        gated.gate.add_permits(100);
+        gated.open_gate(100);
         (mid, head)
     };
     let (flushed, (mid, head)) = tokio::join!(e.fs.flush(w.fh), reader);
@@ -598,7 +481,40 @@ async fn reads_of_a_file_go_on_while_its_upload_is_in_flight() {
     assert_eq!(&head[..], &want[..4096]);
     e.fs.release(w.fh).await.unwrap();
     e.fs.release(r.fh).await.unwrap();
-    assert_eq!(e.store.inner().inner.get("big").unwrap(), want);
+    assert_eq!(e.store.inner().inner().get("big").unwrap(), want);
     assert_eq!(count(&e.stats, Op::UploadPart), 1);
     assert_eq!(count(&e.stats, Op::UploadPartCopy), 2);
+}
+
+#[tokio::test]
+async fn mkdir_and_symlink_never_overwrite_a_name_and_a_dir_never_moves_below_itself() {
+    let m = MemoryStore::new();
+    m.put("f", "data");
+    m.put("d/", "");
+    m.put("d/x", "X");
+    let e = env(m);
+    for name in [&b"f"[..], b"d"] {
+        let err = e.fs.mkdir(ROOT_INO, name, 0o755, ME).await.unwrap_err();
+        assert_eq!(err.errno(), libc::EEXIST, "mkdir {name:?}");
+        let err = e.fs.symlink(ROOT_INO, name, b"t", ME).await.unwrap_err();
+        assert_eq!(err.errno(), libc::EEXIST, "symlink {name:?}");
+    }
+    // No `f/` marker beside the file, and the file is intact.
+    let mem = e.store.inner();
+    assert_eq!(mem.keys(), ["d/", "d/x", "f"]);
+    assert_eq!(mem.get("f").unwrap(), "data");
+    // rename(2) answers EINVAL for a directory moved below itself, before looking at
+    // what the target is.
+    let err =
+        e.fs.rename(
+            ROOT_INO,
+            b"d",
+            e.fs.lookup(ROOT_INO, b"d").await.unwrap().ino,
+            b"x",
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EINVAL);
+    assert_eq!(mem.keys(), ["d/", "d/x", "f"]);
 }

@@ -1391,6 +1391,8 @@ mod fault_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod write_tests;

@@ -58,6 +58,18 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(i)
     }
 
+    /// EEXIST when `name` is taken in `parent`: a new directory or symlink never
+    /// overwrites a file, a directory marker or a link of the same name (the kernel
+    /// checks its own cache first, but that may be stale or the call may come from
+    /// elsewhere). Usually answered from the lookup the kernel just made.
+    async fn check_free(&self, parent: u64, name: &str, key: &str) -> Result<()> {
+        match self.entry(parent, name).await {
+            Ok(_) => Err(Error::Exists(key.to_string())),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn new_stat(kind: Kind, perm: u32, owner: Owner, size: u64) -> Stat {
         let now = SystemTime::now();
         Stat {
@@ -77,6 +89,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let prefix = dir_prefix(&dir.key, name)?;
+        self.check_free(parent, name, &prefix).await?;
         let stat = Self::new_stat(Kind::Dir, mode, owner, 0);
         let opts = attr::put_options(
             &stat,
@@ -112,6 +125,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .map_err(|_| Error::Invalid("symlink target is not UTF-8".into()))?;
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
+        self.check_free(parent, name, &key).await?;
         let stat = Self::new_stat(Kind::Symlink, 0o777, owner, target.len() as u64);
         let opts = attr::put_options(&stat, true, None, &Default::default());
         self.uploader
@@ -223,6 +237,15 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         let new_key = if src.kind == Kind::Dir {
+            // As rename(2): moving a directory below itself is EINVAL, whatever the
+            // target is.
+            let new_prefix = dir_prefix(&newdir.key, newname)?;
+            if new_prefix.starts_with(&src.key) {
+                return Err(Error::Invalid(format!(
+                    "cannot move {} into itself",
+                    src.key
+                )));
+            }
             if let Some(d) = &dst {
                 if d.kind != Kind::Dir {
                     return Err(Error::NotDir(d.key.clone()));
@@ -230,13 +253,6 @@ impl<S: ObjectStore> Filesystem<S> {
                 if self.dir_has_children(&d.key).await? {
                     return Err(Error::NotEmpty(d.key.clone()));
                 }
-            }
-            let new_prefix = dir_prefix(&newdir.key, newname)?;
-            if new_prefix.starts_with(&src.key) {
-                return Err(Error::Invalid(format!(
-                    "cannot move {} into itself",
-                    src.key
-                )));
             }
             self.rename_dir(&src.key, &new_prefix).await?;
             new_prefix

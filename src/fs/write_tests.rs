@@ -70,6 +70,30 @@ pub(super) async fn read_all<S: ObjectStore>(fs: &Filesystem<S>, fh: u64, len: u
     out
 }
 
+/// The names a full readdir pass of `ino` gives, without "." and "..".
+pub(super) async fn names<S: ObjectStore>(fs: &Filesystem<S>, ino: u64) -> Result<Vec<String>> {
+    let fh = fs.opendir(ino)?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let r = loop {
+        let page = match fs.readdir(ino, fh, offset).await {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        let Some(last) = page.last() else {
+            break Ok(());
+        };
+        offset = last.offset;
+        out.extend(
+            page.into_iter()
+                .map(|e| e.name)
+                .filter(|n| n != "." && n != ".."),
+        );
+    };
+    fs.releasedir(fh);
+    r.map(|_| out)
+}
+
 pub(super) fn count(stats: &RequestStats, op: Op) -> u64 {
     stats.snapshot(op).requests
 }

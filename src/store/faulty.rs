@@ -1,19 +1,22 @@
-//! A fault-injecting [`ObjectStore`] wrapper for unit tests: fails chosen operations a set
-//! number of times, or always, and can return short bodies, so tests can prove that the
-//! core surfaces errors cleanly and never returns wrong bytes.
+//! A fault-injecting [`ObjectStore`] wrapper for unit tests. It fails a chosen operation a
+//! set number of times or always, fails every operation at random with a seeded
+//! probability, holds a chosen operation at a gate until the test opens it, or returns
+//! short bodies, so tests can prove that the core surfaces errors cleanly, never returns
+//! wrong bytes, and does not block on an in-flight request.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore};
 
 use super::{
     CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreError, StoreErrorKind,
     StoreResult,
 };
 
-/// Which requests to fail. `abort_multipart` is never failed.
+/// Which requests to fail: one per store operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {
     List,
@@ -21,31 +24,90 @@ pub enum FaultTarget {
     Get,
     Put,
     CreateMultipart,
-    /// Both `upload_part` and `upload_part_copy`.
     UploadPart,
+    UploadPartCopy,
     Complete,
+    Abort,
     Copy,
     Delete,
 }
 
-/// Wraps a store; the next `n` requests of the target kind fail with `kind`.
+impl FaultTarget {
+    /// Every store operation.
+    pub const ALL: [FaultTarget; 11] = [
+        FaultTarget::List,
+        FaultTarget::Head,
+        FaultTarget::Get,
+        FaultTarget::Put,
+        FaultTarget::CreateMultipart,
+        FaultTarget::UploadPart,
+        FaultTarget::UploadPartCopy,
+        FaultTarget::Complete,
+        FaultTarget::Abort,
+        FaultTarget::Copy,
+        FaultTarget::Delete,
+    ];
+}
+
+/// Random faults: each request fails with probability `per_mille / 1000`, drawn from a
+/// seeded generator so a failing case can be replayed.
+struct Random {
+    per_mille: AtomicU64,
+    state: AtomicU64,
+}
+
+impl Random {
+    /// One draw of splitmix64, in 0..1000.
+    fn draw(&self) -> u64 {
+        let mut z = self
+            .state
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::SeqCst)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % 1000
+    }
+}
+
+/// Requests of one kind wait here until the test lets them through.
+struct Gate {
+    target: FaultTarget,
+    permits: Semaphore,
+    entered: Notify,
+}
+
+/// Wraps a store and fails (or holds) some of its requests.
 pub struct FaultyStore<S> {
     inner: S,
-    target: FaultTarget,
+    target: Option<FaultTarget>,
     kind: StoreErrorKind,
     remaining: AtomicU64,
     short_reads: bool,
+    random: Option<Random>,
+    gate: Option<Gate>,
+    injected: AtomicU64,
 }
 
 impl<S> FaultyStore<S> {
-    pub fn new(inner: S, target: FaultTarget, kind: StoreErrorKind, failures: u64) -> Self {
+    fn plain(inner: S, kind: StoreErrorKind) -> Self {
         FaultyStore {
             inner,
-            target,
+            target: None,
             kind,
-            remaining: AtomicU64::new(failures),
+            remaining: AtomicU64::new(0),
             short_reads: false,
+            random: None,
+            gate: None,
+            injected: AtomicU64::new(0),
         }
+    }
+
+    /// The next `failures` requests of the `target` kind fail with `kind`.
+    pub fn new(inner: S, target: FaultTarget, kind: StoreErrorKind, failures: u64) -> Self {
+        let mut s = Self::plain(inner, kind);
+        s.target = Some(target);
+        s.remaining = AtomicU64::new(failures);
+        s
     }
 
     /// Every request of the target kind fails with `kind`, forever.
@@ -53,9 +115,57 @@ impl<S> FaultyStore<S> {
         Self::new(inner, target, kind, u64::MAX)
     }
 
+    /// Every request of any kind fails with `kind` with probability `per_mille / 1000`,
+    /// drawn from a generator seeded with `seed`.
+    pub fn random(inner: S, seed: u64, per_mille: u64, kind: StoreErrorKind) -> Self {
+        let mut s = Self::plain(inner, kind);
+        s.random = Some(Random {
+            per_mille: AtomicU64::new(per_mille.min(1000)),
+            state: AtomicU64::new(seed),
+        });
+        s
+    }
+
+    /// Requests of the `target` kind wait until [`FaultyStore::open_gate`] lets them
+    /// through; each one that arrives wakes [`FaultyStore::entered`].
+    pub fn gated(inner: S, target: FaultTarget) -> Self {
+        let mut s = Self::plain(inner, StoreErrorKind::Other);
+        s.gate = Some(Gate {
+            target,
+            permits: Semaphore::new(0),
+            entered: Notify::new(),
+        });
+        s
+    }
+
     /// From now on the next `n` requests of the target kind fail.
     pub fn arm(&self, n: u64) {
         self.remaining.store(n, Ordering::SeqCst);
+    }
+
+    /// Random mode: change the probability (0 stops the faults).
+    pub fn set_per_mille(&self, per_mille: u64) {
+        if let Some(r) = &self.random {
+            r.per_mille.store(per_mille.min(1000), Ordering::SeqCst);
+        }
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    /// Gated mode: let `n` more requests through.
+    pub fn open_gate(&self, n: usize) {
+        if let Some(g) = &self.gate {
+            g.permits.add_permits(n);
+        }
+    }
+
+    /// Gated mode: notified each time a request reaches the gate (a notification sent
+    /// while nobody waits is kept for the next waiter).
+    pub fn entered(&self) -> &Notify {
+        &self.gate.as_ref().expect("a gated FaultyStore").entered
     }
 
     /// The wrapped store.
@@ -65,31 +175,37 @@ impl<S> FaultyStore<S> {
 
     /// GETs return one byte less than asked for (a truncated body).
     pub fn short_reads(inner: S) -> Self {
-        FaultyStore {
-            inner,
-            target: FaultTarget::Get,
-            kind: StoreErrorKind::Other,
-            remaining: AtomicU64::new(0),
-            short_reads: true,
-        }
+        let mut s = Self::plain(inner, StoreErrorKind::Other);
+        s.short_reads = true;
+        s
     }
 
-    fn inject(&self, target: FaultTarget, key: &str) -> StoreResult<()> {
-        if target != self.target {
+    async fn inject(&self, target: FaultTarget, key: &str) -> StoreResult<()> {
+        if let Some(g) = self.gate.as_ref().filter(|g| g.target == target) {
+            g.entered.notify_one();
+            // The semaphore is never closed, so acquire cannot fail.
+            if let Ok(p) = g.permits.acquire().await {
+                p.forget();
+            }
+        }
+        let fail = match &self.random {
+            Some(r) => r.draw() < r.per_mille.load(Ordering::SeqCst),
+            None => {
+                self.target == Some(target)
+                    && self
+                        .remaining
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+            }
+        };
+        if !fail {
             return Ok(());
         }
-        let took = self
-            .remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if took {
-            Err(StoreError::new(
-                self.kind,
-                format!("{key}: injected fault ({:?})", self.kind),
-            ))
-        } else {
-            Ok(())
-        }
+        self.injected.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::new(
+            self.kind,
+            format!("{key}: injected fault ({:?} on {target:?})", self.kind),
+        ))
     }
 }
 
@@ -102,14 +218,14 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> StoreResult<ListPage> {
-        self.inject(FaultTarget::List, prefix)?;
+        self.inject(FaultTarget::List, prefix).await?;
         self.inner
             .list(prefix, delimiter, continuation, max_keys)
             .await
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        self.inject(FaultTarget::Head, key)?;
+        self.inject(FaultTarget::Head, key).await?;
         self.inner.head(key).await
     }
 
@@ -119,7 +235,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> StoreResult<Bytes> {
-        self.inject(FaultTarget::Get, key)?;
+        self.inject(FaultTarget::Get, key).await?;
         let b = self.inner.get_range(key, range, if_match).await?;
         if self.short_reads && !b.is_empty() {
             return Ok(b.slice(..b.len() - 1));
@@ -128,12 +244,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
-        self.inject(FaultTarget::Put, key)?;
+        self.inject(FaultTarget::Put, key).await?;
         self.inner.put(key, body, opts).await
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
-        self.inject(FaultTarget::CreateMultipart, key)?;
+        self.inject(FaultTarget::CreateMultipart, key).await?;
         self.inner.create_multipart(key, opts).await
     }
 
@@ -144,7 +260,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         number: i32,
         body: Bytes,
     ) -> StoreResult<String> {
-        self.inject(FaultTarget::UploadPart, key)?;
+        self.inject(FaultTarget::UploadPart, key).await?;
         self.inner.upload_part(key, upload_id, number, body).await
     }
 
@@ -157,7 +273,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         source_etag: &str,
         range: Range<u64>,
     ) -> StoreResult<String> {
-        self.inject(FaultTarget::UploadPart, key)?;
+        self.inject(FaultTarget::UploadPartCopy, key).await?;
         self.inner
             .upload_part_copy(key, upload_id, number, source, source_etag, range)
             .await
@@ -169,11 +285,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> StoreResult<String> {
-        self.inject(FaultTarget::Complete, key)?;
+        self.inject(FaultTarget::Complete, key).await?;
         self.inner.complete_multipart(key, upload_id, parts).await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.inject(FaultTarget::Abort, key).await?;
         self.inner.abort_multipart(key, upload_id).await
     }
 
@@ -184,12 +301,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         source_etag: Option<&str>,
         opts: Option<&PutOptions>,
     ) -> StoreResult<String> {
-        self.inject(FaultTarget::Copy, dest)?;
+        self.inject(FaultTarget::Copy, dest).await?;
         self.inner.copy(source, dest, source_etag, opts).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inject(FaultTarget::Delete, key)?;
+        self.inject(FaultTarget::Delete, key).await?;
         self.inner.delete(key).await
     }
 }
@@ -218,27 +335,83 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn always_fails_upload_parts_but_never_abort() {
-        let s = FaultyStore::always(
-            MemoryStore::new(),
-            FaultTarget::UploadPart,
-            StoreErrorKind::Other,
-        );
-        s.inner().put("src", "0123");
-        let tag = s.inner().head_etag("src");
+    async fn upload_part_copy_and_abort_fail_on_their_own_targets() {
+        let mem = MemoryStore::new();
+        mem.put("src", "0123");
+        let tag = mem.head_etag("src");
+        let s = FaultyStore::always(mem, FaultTarget::UploadPartCopy, StoreErrorKind::Other);
         let id = s
             .create_multipart("k", &PutOptions::default())
             .await
             .unwrap();
+        s.upload_part("k", &id, 1, Bytes::new()).await.unwrap();
         for _ in 0..3 {
-            assert!(s.upload_part("k", &id, 1, Bytes::new()).await.is_err());
             assert!(s
-                .upload_part_copy("k", &id, 1, "src", &tag, 0..4)
+                .upload_part_copy("k", &id, 2, "src", &tag, 0..4)
                 .await
                 .is_err());
         }
+        assert_eq!(s.injected(), 3);
+        s.abort_multipart("k", &id).await.unwrap();
+        assert!(s.inner().pending_uploads().is_empty());
+
+        let s = FaultyStore::new(
+            MemoryStore::new(),
+            FaultTarget::Abort,
+            StoreErrorKind::Other,
+            1,
+        );
+        let id = s
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        assert!(s.abort_multipart("k", &id).await.is_err());
         assert_eq!(s.inner().pending_uploads(), vec!["k".to_string()]);
         s.abort_multipart("k", &id).await.unwrap();
         assert!(s.inner().pending_uploads().is_empty());
+    }
+
+    #[tokio::test]
+    async fn random_faults_follow_the_seed_and_the_rate() {
+        let run = |seed| async move {
+            let s = FaultyStore::random(MemoryStore::new(), seed, 200, StoreErrorKind::Transient);
+            let mut pattern = Vec::new();
+            for _ in 0..1000 {
+                pattern.push(
+                    s.head("k")
+                        .await
+                        .is_err_and(|e| e.kind == StoreErrorKind::Transient),
+                );
+            }
+            s.set_per_mille(0);
+            for _ in 0..100 {
+                assert!(s.head("k").await.unwrap_err().kind == StoreErrorKind::NotFound);
+            }
+            (pattern, s.injected())
+        };
+        let (a, n) = run(7).await;
+        let (b, _) = run(7).await;
+        let (c, _) = run(8).await;
+        assert_eq!(a, b, "the same seed gives the same faults");
+        assert_ne!(a, c);
+        assert_eq!(a.iter().filter(|f| **f).count() as u64, n);
+        assert!((120..280).contains(&n), "{n} faults in 1000 at 20%");
+    }
+
+    #[tokio::test]
+    async fn a_gate_holds_requests_until_opened() {
+        let s = std::sync::Arc::new(FaultyStore::gated(MemoryStore::new(), FaultTarget::Put));
+        let s2 = s.clone();
+        let put = tokio::spawn(async move {
+            s2.put("k", Bytes::from_static(b"x"), &PutOptions::default())
+                .await
+        });
+        s.entered().notified().await;
+        // Other operations pass while the put waits.
+        assert!(s.head("other").await.is_err());
+        assert!(s.inner().get("k").is_none());
+        s.open_gate(1);
+        put.await.unwrap().unwrap();
+        assert_eq!(s.inner().get("k").unwrap(), Bytes::from_static(b"x"));
     }
 }

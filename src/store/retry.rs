@@ -259,10 +259,20 @@ mod tests {
             FaultTarget::CreateMultipart => s.create_multipart("m", &opts).await.map(|_| ()),
             FaultTarget::UploadPart => {
                 let id = s.inner.inner().inner().create_multipart("m", &opts).await?;
-                s.upload_part("m", &id, 1, Bytes::from("p")).await?;
+                s.upload_part("m", &id, 1, Bytes::from("p"))
+                    .await
+                    .map(|_| ())
+            }
+            FaultTarget::UploadPartCopy => {
+                let id = s.inner.inner().inner().create_multipart("m", &opts).await?;
                 let etag = s.inner.inner().inner().head_etag("k");
-                s.upload_part_copy("m", &id, 2, "k", &etag, 0..4).await?;
-                Ok(())
+                s.upload_part_copy("m", &id, 1, "k", &etag, 0..4)
+                    .await
+                    .map(|_| ())
+            }
+            FaultTarget::Abort => {
+                let id = s.inner.inner().inner().create_multipart("m", &opts).await?;
+                s.abort_multipart("m", &id).await
             }
             FaultTarget::Complete => {
                 let id = s.inner.inner().inner().create_multipart("m", &opts).await?;
@@ -276,17 +286,7 @@ mod tests {
         }
     }
 
-    const TARGETS: [FaultTarget; 9] = [
-        FaultTarget::List,
-        FaultTarget::Head,
-        FaultTarget::Get,
-        FaultTarget::Put,
-        FaultTarget::CreateMultipart,
-        FaultTarget::UploadPart,
-        FaultTarget::Complete,
-        FaultTarget::Copy,
-        FaultTarget::Delete,
-    ];
+    const TARGETS: [FaultTarget; 11] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {
