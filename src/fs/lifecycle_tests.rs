@@ -518,3 +518,33 @@ async fn mkdir_and_symlink_never_overwrite_a_name_and_a_dir_never_moves_below_it
     assert_eq!(err.errno(), libc::EINVAL);
     assert_eq!(mem.keys(), ["d/", "d/x", "f"]);
 }
+
+#[tokio::test]
+async fn a_listing_deletes_zero_objects_a_crash_left_once_they_are_old() {
+    for (age, kept) in [(Duration::ZERO, false), (leftovers::DEFAULT_AGE, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Arc::new(MemoryStore::new());
+        mem.put("d/f", "F");
+        mem.put("d/.bucketfs-zeros-4242-0", vec![0u8; 1024]);
+        mem.put(".bucketfs-zeros-4242-1", vec![0u8; 1024]);
+        let mut cfg = FsConfig::new("", super::write_tests::defaults());
+        cfg.write.staging_dir = dir.path().join("staging");
+        cfg.write.leftover_age = age;
+        let fs = Filesystem::new(mem.clone(), cfg, None);
+        let d = fs.lookup(ROOT_INO, b"d").await.unwrap();
+        assert_eq!(names(&fs, d.ino).await.unwrap(), ["f"]);
+        assert_eq!(names(&fs, ROOT_INO).await.unwrap(), ["d"]);
+        let left: Vec<String> = mem
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains(names::ZEROS_PREFIX))
+            .collect();
+        if kept {
+            // Young ones may belong to an upload of another mount that is still going.
+            assert_eq!(left.len(), 2, "{left:?}");
+        } else {
+            assert!(left.is_empty(), "{left:?}");
+            assert_eq!(mem.keys(), ["d/f"]);
+        }
+    }
+}

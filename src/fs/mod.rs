@@ -5,6 +5,7 @@
 pub mod attr;
 pub mod error;
 pub mod inode;
+pub mod leftovers;
 pub mod limiter;
 pub mod meta;
 pub mod modify;
@@ -198,6 +199,8 @@ pub struct Filesystem<S> {
     statahead: Arc<Limiter>,
     /// Directories made here that no listing has shown yet.
     unlisted: unlisted::Unlisted,
+    /// Zero objects of crashed uploads that listings came across.
+    leftovers: leftovers::Leftovers,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -214,6 +217,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .build();
         let relist_ttl = cfg.metadata_ttl.max(Duration::from_millis(1));
         let conc = cfg.statahead_concurrency;
+        let cfg_leftover_age = cfg.write.leftover_age;
         let statahead = Arc::new(Limiter::new(4.min(conc), conc / 4, conc));
         Filesystem {
             meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
@@ -237,6 +241,7 @@ impl<S: ObjectStore> Filesystem<S> {
             page_gate: tokio::sync::Mutex::new(()),
             statahead,
             unlisted: Default::default(),
+            leftovers: leftovers::Leftovers::new(cfg_leftover_age),
         }
     }
 
@@ -630,6 +635,29 @@ impl<S: ObjectStore> Filesystem<S> {
         s.complete && !self.fresh(s.updated)
     }
 
+    /// Delete the zero objects of crashed uploads a listing came across (see
+    /// [`leftovers`]), if they are old enough. Failures are logged, never returned: the
+    /// listing itself succeeded.
+    async fn delete_leftovers(&self, seen: Vec<crate::store::ObjectSummary>) {
+        if seen.is_empty() || self.cfg.read_only {
+            return;
+        }
+        let keys = self.leftovers.claim(&seen, SystemTime::now());
+        let deletes = keys.iter().map(|key| async move {
+            match self.store.delete(key).await {
+                Ok(()) => {
+                    info!(key, "deleted a zero object a crashed upload left behind");
+                    self.leftovers.deleted(key);
+                }
+                Err(e) => warn!(
+                    key,
+                    "could not delete a zero object a crashed upload left behind: {e}"
+                ),
+            }
+        });
+        futures::future::join_all(deletes).await;
+    }
+
     /// List a directory again and make it the directory's listing. `None` if this mount
     /// changed the directory while the listing was in flight (then the names in question
     /// are probed instead).
@@ -645,6 +673,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 .await
                 .map_err(Error::from)?;
             let items = merger.push_page(&page, &self.warn);
+            self.delete_leftovers(merger.take_helpers()).await;
             snap.record_page(&items, merger.has_marker, page.next_token.is_none());
             token = page.next_token;
             if token.is_none() {
@@ -990,6 +1019,8 @@ impl<S: ObjectStore> Filesystem<S> {
         .map_err(Error::from)?;
         let merger = h.merger.as_mut().expect("listing started");
         let items = merger.push_page(&page, &self.warn);
+        let helpers = merger.take_helpers();
+        self.delete_leftovers(helpers).await;
         h.snapshot
             .lock()
             .record_page(&items, merger.has_marker, page.next_token.is_none());

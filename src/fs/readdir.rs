@@ -42,6 +42,8 @@ pub struct Merger {
     pending: BTreeMap<String, ObjectSummary>,
     /// Whether the directory's own marker (`prefix` itself) was seen.
     pub has_marker: bool,
+    /// bucketfs's own temporary objects seen (see [`super::leftovers`]).
+    helpers: Vec<ObjectSummary>,
 }
 
 impl Merger {
@@ -50,6 +52,7 @@ impl Merger {
             prefix: prefix.to_string(),
             pending: BTreeMap::new(),
             has_marker: false,
+            helpers: Vec::new(),
         }
     }
 
@@ -67,6 +70,11 @@ impl Merger {
         }
     }
 
+    /// The temporary objects of bucketfs seen since the last call.
+    pub fn take_helpers(&mut self) -> Vec<ObjectSummary> {
+        std::mem::take(&mut self.helpers)
+    }
+
     /// Take one page; return the entries that are now final.
     pub fn push_page(&mut self, page: &ListPage, warn_once: &WarnOnce) -> Vec<Listed> {
         let mut out = Vec::new();
@@ -79,6 +87,13 @@ impl Merger {
             // A key ending in `/` listed as an object can only be this directory's marker
             // with a delimiter; be defensive about servers that differ.
             if o.key.ends_with('/') {
+                continue;
+            }
+            if o.key
+                .strip_prefix(self.prefix.as_str())
+                .is_some_and(super::names::is_reserved)
+            {
+                self.helpers.push(o.clone());
                 continue;
             }
             let Some(name) = self.name_of(&o.key, warn_once) else {

@@ -46,6 +46,8 @@ pub struct WriteConfig {
     /// Largest file size a write or truncate may reach (EFBIG beyond; at most S3's
     /// 5 TiB object limit).
     pub max_file_size: u64,
+    /// How old a zero object of a crashed upload must be before a listing deletes it.
+    pub leftover_age: std::time::Duration,
 }
 
 impl WriteConfig {
@@ -57,6 +59,7 @@ impl WriteConfig {
             staging_dir,
             copy_limit: MAX_COPY,
             max_file_size: MAX_OBJECT,
+            leftover_age: super::leftovers::DEFAULT_AGE,
         }
     }
 }
