@@ -225,6 +225,7 @@ pub fn put_options(
     PutOptions {
         content_type: content_type.map(str::to_string),
         user_metadata: m,
+        props: Default::default(),
     }
 }
 
@@ -292,6 +293,7 @@ pub fn xattr_value(meta: &ObjectMeta, name: &str) -> Option<Vec<u8>> {
     let v = match name {
         "user.s3.etag" => meta.etag.trim_matches('"').to_string(),
         "user.s3.storage_class" => meta
+            .props
             .storage_class
             .clone()
             .unwrap_or_else(|| "STANDARD".to_string()),
@@ -345,7 +347,7 @@ mod tests {
             size: 42,
             etag: "\"abc\"".into(),
             last_modified: UNIX_EPOCH + Duration::from_secs(1_000_000),
-            storage_class: None,
+            props: Default::default(),
             content_type: Some("application/json".into()),
             version_id: None,
             user_metadata: pairs

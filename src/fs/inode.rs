@@ -313,6 +313,26 @@ impl InodeTable {
             .collect()
     }
 
+    /// Give memory back after the table shrank: a walk of a million names grows the
+    /// hash tables to a million slots, which removing the inodes does not release.
+    pub fn compact(&self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4 * m.len() + 1024 {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        let mut t = self.t.lock();
+        shrink(&mut t.by_ino);
+        shrink(&mut t.by_name);
+    }
+
+    /// Slots the table's hash tables have room for (tests).
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        let t = self.t.lock();
+        t.by_ino.capacity() + t.by_name.capacity()
+    }
+
     /// Inodes in the table, and how many of them the kernel holds no reference to.
     pub fn counts(&self) -> (usize, usize) {
         let t = self.t.lock();
@@ -430,6 +450,43 @@ mod tests {
         let mut s = dir_stat(&d, SystemTime::UNIX_EPOCH);
         s.kind = kind;
         s
+    }
+
+    #[test]
+    fn a_table_emptied_after_a_big_walk_gives_its_memory_back() {
+        let t = InodeTable::new("", st(Kind::Dir)).with_idle_cap(0);
+        let now = Instant::now();
+        let inos: Vec<u64> = (0..100_000)
+            .map(|i| {
+                let name = format!("f{i}");
+                t.upsert(
+                    ROOT_INO,
+                    &name,
+                    &name,
+                    st(Kind::File),
+                    now,
+                    None,
+                    None,
+                    true,
+                )
+                .ino
+            })
+            .collect();
+        for ino in inos {
+            t.forget(ino, 1);
+        }
+        assert_eq!(t.counts(), (1, 0));
+        let before = t.capacity();
+        assert!(before >= 100_000, "{before}");
+        t.compact();
+        assert!(
+            t.capacity() < 4_096,
+            "{} slots left for one inode",
+            t.capacity()
+        );
+        // And the table still works.
+        let a = t.upsert(ROOT_INO, "a", "a", st(Kind::File), now, None, None, true);
+        assert_eq!(t.child(ROOT_INO, "a").unwrap().ino, a.ino);
     }
 
     #[test]

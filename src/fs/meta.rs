@@ -127,6 +127,14 @@ impl<S: ObjectStore> MetaCache<S> {
         self.cache.as_ref()?.get(key).await
     }
 
+    /// Free what expired (the caches' housekeeping).
+    pub async fn run_pending_tasks(&self) {
+        if let Some(c) = &self.cache {
+            c.run_pending_tasks().await;
+        }
+        self.ahead.run_pending_tasks();
+    }
+
     pub async fn invalidate(&self, key: &str) {
         self.ahead.invalidate(key);
         if let Some(c) = &self.cache {

@@ -959,8 +959,12 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// [`sweep`](Self::sweep) listings older than `old`.
     async fn sweep_older_than(&self, old: Duration) -> usize {
-        // Expired relistings may still hold their snapshots.
+        // Expired relistings may still hold their snapshots; expired cache entries
+        // are only freed by the caches' housekeeping.
         self.relists.run_pending_tasks().await;
+        self.negative.run_pending_tasks();
+        self.meta.run_pending_tasks().await;
+        self.inodes.compact();
         let mut dropped = 0;
         for d in self.inodes.dirs() {
             let mut st = d.state.lock();
@@ -1197,11 +1201,11 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let etag = etag.unwrap_or_default();
         if let Some(m) = &meta {
-            if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
-                warn!(key = %inode.key, storage_class = ?m.storage_class, "object is archived and not restored: restore it before reading");
+            if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
+                warn!(key = %inode.key, storage_class = ?m.props.storage_class, "object is archived and not restored: restore it before reading");
                 return Err(Error::Archived {
                     key: inode.key.clone(),
-                    class: m.storage_class.clone().unwrap_or_else(|| "?".into()),
+                    class: m.props.storage_class.clone().unwrap_or_else(|| "?".into()),
                     action: "read",
                 });
             }
@@ -1419,6 +1423,8 @@ impl<S: ObjectStore> Filesystem<S> {
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod keep_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

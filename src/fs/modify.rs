@@ -99,7 +99,7 @@ impl WriterGuard {
         let r = shared.send_staged(up, &job).await;
         drop(shared);
         self.state = Some(self.cell.clone().write_owned().await);
-        self.end_staged(job, r)
+        self.end_staged(*job, r)
     }
 }
 
@@ -253,28 +253,32 @@ impl<S: ObjectStore> Filesystem<S> {
         stat.size = m.size;
         let user = attr::user_xattrs(&m);
         if truncate {
-            return Ok(Writer::new_empty(
+            let mut w = Writer::new_empty(
                 &inode.key,
                 stat,
                 m.content_type.clone(),
                 user,
                 Some(m.etag.clone()),
-            ));
+            );
+            w.props = m.props.clone();
+            return Ok(w);
         }
-        if attr::is_archived(m.storage_class.as_deref(), m.restore.as_deref()) {
+        if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
             return Err(Error::Archived {
                 key: inode.key.clone(),
-                class: m.storage_class.clone().unwrap_or_else(|| "?".into()),
+                class: m.props.storage_class.clone().unwrap_or_else(|| "?".into()),
                 action: "changed",
             });
         }
-        Ok(Writer::existing(
+        let mut w = Writer::existing(
             &inode.key,
             stat,
             m.content_type.clone(),
             user,
             m.etag.clone(),
-        ))
+        );
+        w.props = m.props.clone();
+        Ok(w)
     }
 
     /// open() with write access or O_TRUNC.

@@ -319,8 +319,8 @@ impl<S: ObjectStore> Filesystem<S> {
             .entry("mtime".into())
             .or_insert_with(|| attr::format_time(m.last_modified));
         let opts = PutOptions {
-            content_type: m.content_type.clone(),
             user_metadata,
+            ..PutOptions::from_meta(&m)
         };
         let etag = self
             .uploader
@@ -501,12 +501,7 @@ impl<S: ObjectStore> Filesystem<S> {
             // CopyObject cannot read, so write a new marker with the same metadata.
             match self.meta.head(&k).await {
                 Ok(m) => {
-                    let opts = m
-                        .map(|m| PutOptions {
-                            content_type: m.content_type.clone(),
-                            user_metadata: m.user_metadata.clone(),
-                        })
-                        .unwrap_or_default();
+                    let opts = m.map(|m| PutOptions::from_meta(&m)).unwrap_or_default();
                     self.uploader.put(&t, Bytes::new(), &opts).await
                 }
                 Err(e) => Err(e),
@@ -514,10 +509,7 @@ impl<S: ObjectStore> Filesystem<S> {
         } else if size > self.uploader.cfg.copy_limit {
             match self.meta.head(&k).await {
                 Ok(Some(m)) => {
-                    let opts = PutOptions {
-                        content_type: m.content_type.clone(),
-                        user_metadata: m.user_metadata.clone(),
-                    };
+                    let opts = PutOptions::from_meta(&m);
                     self.uploader
                         .copy_object(&k, Some(&etag), &t, size, &opts, true)
                         .await

@@ -57,7 +57,7 @@ pub enum Commit {
     /// Nothing: the commit is over (with the new ETag when something was uploaded).
     Done(Option<String>),
     /// A staged file to send ([`Writer::send_staged`], then [`Writer::end_staged`]).
-    Staged(StagedJob),
+    Staged(Box<StagedJob>),
 }
 
 struct Staged {
@@ -73,7 +73,7 @@ enum Data {
     Stream {
         upload: StreamUpload,
         /// The metadata the multipart upload was created with (once it was).
-        sent_opts: Option<PutOptions>,
+        sent_opts: Option<Box<PutOptions>>,
     },
     Staged(Staged),
 }
@@ -85,6 +85,9 @@ pub struct Writer {
     pub content_type: Option<String>,
     /// User xattrs (`x-amz-meta-*` other than the POSIX ones).
     pub user: HashMap<String, String>,
+    /// Headers, storage class and encryption of the object this file rewrites: every
+    /// upload of it keeps them.
+    pub props: crate::store::Props,
     data: Data,
     /// The content differs from S3.
     pub data_dirty: bool,
@@ -128,6 +131,7 @@ impl Writer {
             stat,
             content_type,
             user,
+            props: Default::default(),
             data: Data::fresh(),
             data_dirty: true,
             meta_dirty: false,
@@ -157,6 +161,7 @@ impl Writer {
             stat,
             content_type,
             user,
+            props: Default::default(),
             data: Data::Staged(Staged {
                 file: None,
                 base: Some(base),
@@ -194,12 +199,15 @@ impl Writer {
 
     /// The metadata an upload carries now.
     fn opts(&self, with_times: bool) -> PutOptions {
-        attr::put_options(
-            &self.stat,
-            with_times,
-            self.content_type.as_deref(),
-            &self.user,
-        )
+        PutOptions {
+            props: self.props.clone(),
+            ..attr::put_options(
+                &self.stat,
+                with_times,
+                self.content_type.as_deref(),
+                &self.user,
+            )
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -254,18 +262,21 @@ impl Writer {
         data: &[u8],
     ) -> Result<()> {
         self.check()?;
+        // Metadata goes with CreateMultipartUpload, which may happen now.
+        let first_opts = match &self.data {
+            Data::Stream { upload, sent_opts }
+                if offset == upload.written() && sent_opts.is_none() =>
+            {
+                Some(Box::new(self.opts(self.times_explicit)))
+            }
+            _ => None,
+        };
         if let Data::Stream { upload, sent_opts } = &mut self.data {
             if offset == upload.written() {
                 if sent_opts.is_none() {
-                    // Metadata goes with CreateMultipartUpload, which may happen now.
-                    *sent_opts = Some(attr::put_options(
-                        &self.stat,
-                        self.times_explicit,
-                        self.content_type.as_deref(),
-                        &self.user,
-                    ));
+                    *sent_opts = first_opts;
                 }
-                let opts = sent_opts.clone().unwrap_or_default();
+                let opts = sent_opts.as_deref().cloned().unwrap_or_default();
                 let r = upload.append(up, &self.key, &opts, data).await;
                 if let Err(e) = r {
                     self.fail_stream(up, &e).await;
@@ -425,7 +436,7 @@ impl Writer {
             Commit::Done(etag) => Ok(etag),
             Commit::Staged(job) => {
                 let r = self.send_staged(up, &job).await;
-                self.end_staged(job, r)
+                self.end_staged(*job, r)
             }
         }
     }
@@ -451,6 +462,7 @@ impl Writer {
             up.copy_object(&self.key, Some(&etag), &self.key, size, &opts, true)
                 .await?
         } else {
+            let staged_opts = self.opts(true);
             match &mut self.data {
                 Data::Stream { upload, sent_opts } if !upload.started() => {
                     // Still all in memory: one PutObject, and the bytes stay here so the
@@ -470,16 +482,11 @@ impl Writer {
                     let sent = sent_opts.take();
                     let started = upload.started();
                     let with_times = !started || self.times_explicit;
-                    let opts = attr::put_options(
-                        &self.stat,
-                        with_times,
-                        self.content_type.as_deref(),
-                        &self.user,
-                    );
+                    let opts = self.opts(with_times);
                     // A stream still in memory leaves as one PutObject with today's
                     // attributes; a started one already sent its metadata.
                     let sent = match sent {
-                        Some(s) if started => s,
+                        Some(s) if started => *s,
                         _ => opts.clone(),
                     };
                     let r = upload.finish(up, &self.key, &sent).await;
@@ -502,20 +509,15 @@ impl Writer {
                     etag
                 }
                 Data::Staged(st) => {
-                    let opts = attr::put_options(
-                        &self.stat,
-                        true,
-                        self.content_type.as_deref(),
-                        &self.user,
-                    );
+                    let opts = staged_opts;
                     let (plan, zeros_key) = st.prepare(up, &self.key, size).await?;
-                    return Ok(Commit::Staged(StagedJob {
+                    return Ok(Commit::Staged(Box::new(StagedJob {
                         key: self.key.clone(),
                         size,
                         opts,
                         plan,
                         zeros_key,
-                    }));
+                    })));
                 }
             }
         };

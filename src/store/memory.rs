@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PutOptions, StoreError,
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props, PutOptions, StoreError,
     StoreErrorKind, StoreResult,
 };
 
@@ -34,7 +34,7 @@ struct Object {
     last_modified: SystemTime,
     content_type: Option<String>,
     user_metadata: HashMap<String, String>,
-    storage_class: Option<String>,
+    props: Props,
 }
 
 /// A bucket held in memory.
@@ -109,7 +109,7 @@ impl MemoryStore {
             last_modified: SystemTime::now(),
             content_type: opts.content_type.clone(),
             user_metadata: opts.user_metadata.clone(),
-            storage_class: None,
+            props: opts.props.clone(),
         }
     }
 
@@ -130,15 +130,28 @@ impl MemoryStore {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            storage_class: None,
+            props: Props::default(),
         };
         self.objects.lock().insert(key.to_string(), obj);
+    }
+
+    /// Put an object with these headers, storage class and encryption.
+    pub fn put_with_props(&self, key: &str, body: impl Into<Bytes>, props: Props) {
+        self.put(key, body);
+        if let Some(o) = self.objects.lock().get_mut(key) {
+            o.props = props;
+        }
+    }
+
+    /// The headers, storage class and encryption of `key`.
+    pub fn props(&self, key: &str) -> Option<Props> {
+        self.objects.lock().get(key).map(|o| o.props.clone())
     }
 
     /// Mark an object as archived in `class` (GLACIER, DEEP_ARCHIVE).
     pub fn set_storage_class(&self, key: &str, class: &str) {
         if let Some(o) = self.objects.lock().get_mut(key) {
-            o.storage_class = Some(class.to_string());
+            o.props.storage_class = Some(class.to_string());
         }
     }
 
@@ -295,7 +308,7 @@ impl ObjectStore for MemoryStore {
                     size: obj.body.len() as u64,
                     etag: obj.etag.clone(),
                     last_modified: obj.last_modified,
-                    storage_class: obj.storage_class.clone(),
+                    storage_class: obj.props.storage_class.clone(),
                 });
                 last = Some(key.clone());
             }
@@ -312,7 +325,7 @@ impl ObjectStore for MemoryStore {
             size: o.body.len() as u64,
             etag: o.etag.clone(),
             last_modified: o.last_modified,
-            storage_class: o.storage_class.clone(),
+            props: o.props.clone(),
             content_type: o.content_type.clone(),
             version_id: None,
             user_metadata: o.user_metadata.clone(),
@@ -329,7 +342,7 @@ impl ObjectStore for MemoryStore {
         tokio::task::yield_now().await;
         let objects = self.objects.lock();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
-        if archived(&o.storage_class) {
+        if archived(&o.props.storage_class) {
             return Err(archived_error(key));
         }
         if let Some(tag) = if_match {
@@ -403,7 +416,7 @@ impl ObjectStore for MemoryStore {
         let src = objects
             .get(source)
             .ok_or_else(|| StoreError::not_found(source))?;
-        if archived(&src.storage_class) {
+        if archived(&src.props.storage_class) {
             return Err(archived_error(source));
         }
         if src.etag != source_etag {
@@ -505,7 +518,7 @@ impl ObjectStore for MemoryStore {
         let src = objects
             .get(source)
             .ok_or_else(|| StoreError::not_found(source))?;
-        if archived(&src.storage_class) {
+        if archived(&src.props.storage_class) {
             return Err(archived_error(source));
         }
         if let Some(tag) = source_etag {
@@ -524,9 +537,18 @@ impl ObjectStore for MemoryStore {
         let opts = match opts {
             Some(o) => o,
             None => {
+                // As S3's metadata directive COPY: the headers and metadata stay, the
+                // storage class and encryption become the bucket's defaults.
                 kept = PutOptions {
                     content_type: src.content_type.clone(),
                     user_metadata: src.user_metadata.clone(),
+                    props: Props {
+                        storage_class: None,
+                        sse: None,
+                        sse_kms_key_id: None,
+                        bucket_key: None,
+                        ..src.props.clone()
+                    },
                 };
                 &kept
             }
@@ -556,6 +578,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Default::default()
         }
     }
 

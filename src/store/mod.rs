@@ -94,13 +94,33 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// What an object carries besides its bytes, content type and user metadata, which a
+/// rewrite of the object (a metadata change, an edit, a rename) must keep: its standard
+/// headers, storage class and encryption.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props {
+    pub cache_control: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    /// The `Expires` header, an HTTP date.
+    pub expires: Option<String>,
+    pub website_redirect: Option<String>,
+    pub storage_class: Option<String>,
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub bucket_key: Option<bool>,
+}
+
 /// Everything a HeadObject returns that bucketfs uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectMeta {
     pub size: u64,
     pub etag: String,
     pub last_modified: SystemTime,
-    pub storage_class: Option<String>,
+    /// Headers, storage class and encryption.
+    pub props: Props,
     pub content_type: Option<String>,
     pub version_id: Option<String>,
     /// `x-amz-meta-*` headers, keys lower-case without the prefix.
@@ -115,6 +135,19 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// `x-amz-meta-*` values, names without the prefix.
     pub user_metadata: HashMap<String, String>,
+    /// Headers, storage class and encryption of the new object.
+    pub props: Props,
+}
+
+impl PutOptions {
+    /// Everything `m`'s object carries, for a copy of it.
+    pub fn from_meta(m: &ObjectMeta) -> Self {
+        PutOptions {
+            content_type: m.content_type.clone(),
+            user_metadata: m.user_metadata.clone(),
+            props: m.props.clone(),
+        }
+    }
 }
 
 /// One finished part of a multipart upload.

@@ -14,12 +14,14 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, EncodingType, MetadataDirective};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, EncodingType, MetadataDirective, ServerSideEncryption, StorageClass,
+};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PutOptions, StoreError,
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props, PutOptions, StoreError,
     StoreErrorKind, StoreResult,
 };
 
@@ -311,6 +313,37 @@ fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// Set what `Props` holds on a PutObject, CreateMultipartUpload or CopyObject request.
+/// The storage class STANDARD and SSE-S3 (`AES256`) are what a bucket gives by default,
+/// and some S3-compatible servers refuse the headers, so only other values are sent; a
+/// KMS key travels with its id and bucket-key setting.
+macro_rules! with_props {
+    ($req:expr, $props:expr) => {{
+        let p: &Props = $props;
+        let kms = p.sse.as_deref().filter(|e| e.starts_with("aws:kms"));
+        $req.set_cache_control(p.cache_control.clone())
+            .set_content_encoding(p.content_encoding.clone())
+            .set_content_disposition(p.content_disposition.clone())
+            .set_content_language(p.content_language.clone())
+            .set_expires(p.expires.as_deref().and_then(http_date))
+            .set_website_redirect_location(p.website_redirect.clone())
+            .set_storage_class(
+                p.storage_class
+                    .as_deref()
+                    .filter(|c| *c != "STANDARD")
+                    .map(StorageClass::from),
+            )
+            .set_server_side_encryption(kms.map(ServerSideEncryption::from))
+            .set_ssekms_key_id(kms.and(p.sse_kms_key_id.clone()))
+            .set_bucket_key_enabled(kms.and(p.bucket_key))
+    }};
+}
+
+/// An `Expires` header value (an HTTP date) as the SDK wants it.
+fn http_date(s: &str) -> Option<aws_smithy_types::DateTime> {
+    aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::HttpDate).ok()
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn list(
@@ -390,11 +423,23 @@ impl ObjectStore for S3Store {
             req.send().await
         }
         .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
+        let props = Props {
+            cache_control: out.cache_control().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            expires: out.expires_string().map(str::to_string),
+            website_redirect: out.website_redirect_location().map(str::to_string),
+            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+            sse: out.server_side_encryption().map(|e| e.as_str().to_string()),
+            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key: out.bucket_key_enabled(),
+        };
         Ok(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             etag: out.e_tag().unwrap_or_default().to_string(),
             last_modified: to_system_time(out.last_modified()),
-            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+            props,
             content_type: out.content_type().map(str::to_string),
             version_id: out.version_id().map(str::to_string),
             user_metadata: out
@@ -481,7 +526,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .body(ByteStream::from(body))
             .set_content_type(opts.content_type.clone())
-            .set_metadata(metadata(&opts.user_metadata))
+            .set_metadata(metadata(&opts.user_metadata));
+        let out = with_props!(out, &opts.props)
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -496,7 +542,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .set_content_type(opts.content_type.clone())
-            .set_metadata(metadata(&opts.user_metadata))
+            .set_metadata(metadata(&opts.user_metadata));
+        let out = with_props!(out, &opts.props)
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -632,10 +679,13 @@ impl ObjectStore for S3Store {
             .copy_source(copy_source(&self.bucket, source))
             .set_copy_source_if_match(source_etag.map(str::to_string));
         req = match opts {
-            Some(o) => req
-                .metadata_directive(MetadataDirective::Replace)
-                .set_content_type(o.content_type.clone())
-                .set_metadata(metadata(&o.user_metadata)),
+            Some(o) => {
+                let req = req
+                    .metadata_directive(MetadataDirective::Replace)
+                    .set_content_type(o.content_type.clone())
+                    .set_metadata(metadata(&o.user_metadata));
+                with_props!(req, &o.props)
+            }
             None => req.metadata_directive(MetadataDirective::Copy),
         };
         let out = req.send().await.map_err(|e| map_err(&what, e))?;
