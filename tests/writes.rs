@@ -1062,3 +1062,54 @@ fn full_cache_disk_fails_fsync_and_close_and_keeps_the_object() {
         "f.bin read back",
     );
 }
+
+/// The headers of `key` a rewrite must keep, as the server reports them.
+fn kept_headers(b: &Bucket, key: &str) -> [Option<String>; 3] {
+    let h = b.head(key);
+    [
+        h.cache_control().map(str::to_string),
+        h.content_disposition().map(str::to_string),
+        h.content_language().map(str::to_string),
+    ]
+}
+
+#[test]
+fn chmod_edit_truncate_and_rename_keep_an_objects_headers() {
+    let b = Bucket::new("keep-headers");
+    rt().block_on(
+        client()
+            .put_object()
+            .bucket(&b.name)
+            .key("f")
+            .cache_control("max-age=60")
+            .content_disposition("attachment; filename=\"f.txt\"")
+            .content_language("fr")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                b"0123456789".to_vec(),
+            ))
+            .send(),
+    )
+    .expect("put f");
+    let want = kept_headers(&b, "f");
+    assert_eq!(
+        want[0].as_deref(),
+        Some("max-age=60"),
+        "the server keeps Cache-Control"
+    );
+    let m = Mount::new(&b.name, &[]);
+    std::fs::set_permissions(m.p("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(kept_headers(&b, "f"), want, "after chmod");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("f"))
+        .unwrap();
+    f.write_all(b"+more").unwrap();
+    drop(f);
+    assert_eq!(b.get("f"), b"0123456789+more");
+    assert_eq!(kept_headers(&b, "f"), want, "after an append");
+    run_ok(Command::new("truncate").args(["-s", "4"]).arg(m.p("f")));
+    assert_eq!(b.get("f"), b"0123");
+    assert_eq!(kept_headers(&b, "f"), want, "after truncate");
+    std::fs::rename(m.p("f"), m.p("g")).unwrap();
+    assert_eq!(kept_headers(&b, "g"), want, "after rename");
+}
