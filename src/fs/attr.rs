@@ -261,14 +261,57 @@ pub fn is_archived(storage_class: Option<&str>, restore: Option<&str>) -> bool {
     archived && !restored
 }
 
-/// Read-only virtual xattrs exposing S3 state.
-pub const S3_XATTRS: [&str; 5] = [
+/// Virtual xattrs exposing S3 state: the object's ETag, content type, time and version,
+/// and its [`Props`](crate::store::Props) (see [`prop_field`]).
+pub const S3_XATTRS: [&str; 14] = [
     "user.s3.etag",
     "user.s3.storage_class",
     "user.s3.content_type",
     "user.s3.last_modified",
     "user.s3.version_id",
+    "user.s3.cache_control",
+    "user.s3.content_encoding",
+    "user.s3.content_disposition",
+    "user.s3.content_language",
+    "user.s3.expires",
+    "user.s3.website_redirect",
+    "user.s3.sse",
+    "user.s3.sse_kms_key_id",
+    "user.s3.bucket_key",
 ];
+
+/// The object property behind `user.s3.NAME` (`short` is `s3.NAME`) that a setxattr may
+/// change (one CopyObject): the standard headers and the storage class. Encryption is
+/// shown but read-only.
+pub fn prop_field<'a>(
+    p: &'a mut crate::store::Props,
+    short: &str,
+) -> Option<&'a mut Option<String>> {
+    Some(match short {
+        "s3.cache_control" => &mut p.cache_control,
+        "s3.content_encoding" => &mut p.content_encoding,
+        "s3.content_disposition" => &mut p.content_disposition,
+        "s3.content_language" => &mut p.content_language,
+        "s3.expires" => &mut p.expires,
+        "s3.website_redirect" => &mut p.website_redirect,
+        "s3.storage_class" => &mut p.storage_class,
+        _ => return None,
+    })
+}
+
+/// Whether `v` is a value S3 takes for the property `short` (see [`prop_field`]).
+pub fn valid_prop(short: &str, v: &str) -> bool {
+    match short {
+        "s3.storage_class" => {
+            !v.is_empty() && v.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        }
+        "s3.expires" => {
+            aws_smithy_types::DateTime::from_str(v, aws_smithy_types::date_time::Format::HttpDate)
+                .is_ok()
+        }
+        _ => true,
+    }
+}
 
 /// Names of every xattr of an object: its user metadata (except the POSIX attributes)
 /// and the `user.s3.*` virtual ones that have a value.
@@ -300,6 +343,13 @@ pub fn xattr_value(meta: &ObjectMeta, name: &str) -> Option<Vec<u8>> {
         "user.s3.content_type" => meta.content_type.clone()?,
         "user.s3.last_modified" => rfc3339(meta.last_modified),
         "user.s3.version_id" => meta.version_id.clone()?,
+        "user.s3.sse" => meta.props.sse.clone()?,
+        "user.s3.sse_kms_key_id" => meta.props.sse_kms_key_id.clone()?,
+        "user.s3.bucket_key" => meta.props.bucket_key?.to_string(),
+        n if n.starts_with("user.s3.") => {
+            let mut p = meta.props.clone();
+            prop_field(&mut p, &n["user.".len()..])?.clone()?
+        }
         _ => {
             let key = name.strip_prefix("user.")?;
             if POSIX_META.contains(&key) {

@@ -117,3 +117,74 @@ async fn a_file_rename_keeps_them() {
     e.fs.release(o.fh).await.unwrap();
     assert_eq!(e.store.inner().props("new").unwrap(), Props::default());
 }
+
+#[tokio::test]
+async fn properties_are_xattrs_and_setting_one_is_one_copy() {
+    use crate::store::counting::Op;
+    let e = env(store(100));
+    let ino = f_ino(&e.fs).await;
+    let mem = e.store.inner();
+    let get = |n: &'static str| {
+        let fs = &e.fs;
+        async move { fs.getxattr(ino, n.as_bytes()).await }
+    };
+    assert_eq!(get("user.s3.cache_control").await.unwrap(), b"max-age=3600");
+    assert_eq!(get("user.s3.storage_class").await.unwrap(), b"STANDARD_IA");
+    assert_eq!(get("user.s3.sse").await.unwrap(), b"aws:kms");
+    assert_eq!(get("user.s3.bucket_key").await.unwrap(), b"true");
+    let names = e.fs.listxattr(ino).await.unwrap();
+    for n in [
+        "user.s3.content_disposition",
+        "user.s3.expires",
+        "user.s3.sse_kms_key_id",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} not in {names:?}");
+    }
+
+    let copies = e.stats.snapshot(Op::CopyObject).requests;
+    e.fs.setxattr(ino, b"user.s3.storage_class", b"GLACIER_IR")
+        .await
+        .unwrap();
+    e.fs.setxattr(ino, b"user.s3.cache_control", b"no-cache")
+        .await
+        .unwrap();
+    e.fs.removexattr(ino, b"user.s3.content_language")
+        .await
+        .unwrap();
+    assert_eq!(e.stats.snapshot(Op::CopyObject).requests, copies + 3);
+    assert_eq!(e.stats.snapshot(Op::GetObject).requests, 0, "no download");
+    let want = Props {
+        storage_class: Some("GLACIER_IR".into()),
+        cache_control: Some("no-cache".into()),
+        content_language: None,
+        ..props()
+    };
+    assert_eq!(mem.props("f").unwrap(), want);
+    assert_eq!(mem.get("f").unwrap(), pattern(100, 1));
+    assert_eq!(get("user.s3.cache_control").await.unwrap(), b"no-cache");
+
+    let err = |r: Result<()>| r.unwrap_err().errno();
+    let fs = &e.fs;
+    assert_eq!(
+        err(fs.removexattr(ino, b"user.s3.content_language").await),
+        libc::ENODATA
+    );
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.expires", b"tomorrow").await),
+        libc::EINVAL
+    );
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.storage_class", b"fast").await),
+        libc::EINVAL
+    );
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.sse", b"AES256").await),
+        libc::EPERM
+    );
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
+    assert_eq!(
+        err(fs.setxattr(d.ino, b"user.s3.cache_control", b"x").await),
+        libc::EPERM
+    );
+    assert_eq!(mem.props("f").unwrap(), want, "failed calls change nothing");
+}

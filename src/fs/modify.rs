@@ -664,7 +664,24 @@ impl<S: ObjectStore> Filesystem<S> {
             ),
         };
         let content_type = short == "s3.content_type";
-        if !content_type {
+        let prop = attr::prop_field(&mut Default::default(), short).is_some();
+        if prop {
+            if inode.kind != Kind::File {
+                return Err(Error::NotPermitted(format!(
+                    "{}: {name} can only be set on a file",
+                    inode.key
+                )));
+            }
+            if let Some(v) = &value {
+                if !attr::valid_prop(short, v) {
+                    return Err(Error::Invalid(format!(
+                        "{}: {name}: {v:?} is not a value S3 takes",
+                        inode.key
+                    )));
+                }
+            }
+        }
+        if !content_type && !prop {
             if short.starts_with("s3.") {
                 return Err(Error::NotPermitted(format!(
                     "{}: {name} is read-only",
@@ -731,7 +748,16 @@ impl<S: ObjectStore> Filesystem<S> {
         let r = async {
             let mut g = w.lock().await;
             let g = &mut *g;
-            apply(&mut g.user, &mut g.content_type)?;
+            match attr::prop_field(&mut g.props, &short) {
+                Some(field) if value.is_none() && field.is_none() => {
+                    return Err(Error::NoAttribute(format!(
+                        "{}: no attribute {name}",
+                        g.key
+                    )));
+                }
+                Some(field) => *field = value.clone(),
+                None => apply(&mut g.user, &mut g.content_type)?,
+            }
             g.meta_dirty = true;
             Ok::<(), Error>(())
         }
