@@ -2,7 +2,8 @@
 # Install what the tests need and run the whole suite:
 #   - fuse3 (apt-get, when fusermount3 is missing), getfattr/setfattr (attr), tree,
 #     rsync and git (the write-side tests drive them);
-#   - the local S3 server (SeaweedFS, pinned, in .venv) started once on 127.0.0.1;
+#   - the local S3 server (SeaweedFS, pinned, in .venv) started once on 127.0.0.1, and
+#     moto's server (pinned, in .venv) beside it for what SeaweedFS lacks;
 #   - cargo fmt/clippy checks, unit tests, then mounted integration tests.
 # Everything talks to 127.0.0.1 only.
 set -euo pipefail
@@ -33,6 +34,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export AWS_ACCESS_KEY_ID=bucketfs-test AWS_SECRET_ACCESS_KEY=bucketfs-test-secret AWS_REGION=us-east-1
 
 scripts/s3-server.sh install
+scripts/moto-server.sh install
 SERVER_DIR="$(mktemp -d /tmp/bucketfs-s3.XXXXXX)"
 cleanup() {
     local rc=$?
@@ -42,12 +44,15 @@ cleanup() {
         fusermount3 -u -z "$mp" 2>/dev/null
     done
     scripts/s3-server.sh stop "$SERVER_DIR"
+    scripts/moto-server.sh stop "$SERVER_DIR/moto"
     rm -rf "$SERVER_DIR"
     exit "$rc"
 }
 trap cleanup EXIT
 eval "$(scripts/s3-server.sh start "$SERVER_DIR")"
 echo "S3 server: $BUCKETFS_TEST_ENDPOINT"
+eval "$(scripts/moto-server.sh start "$SERVER_DIR/moto")"
+echo "moto server: $BUCKETFS_TEST_MOTO_ENDPOINT"
 
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings

@@ -31,33 +31,50 @@ pub fn endpoint() -> String {
 
 pub fn client() -> Client {
     static C: OnceLock<Client> = OnceLock::new();
-    C.get_or_init(|| {
-        let creds = aws_sdk_s3::config::Credentials::new(
-            std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
-            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
-            None,
-            None,
-            "test",
-        );
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .credentials_provider(creds)
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint())
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
-    })
-    .clone()
+    C.get_or_init(|| client_at(&endpoint())).clone()
+}
+
+/// The second server, moto's, for S3 features SeaweedFS lacks (storage classes, SSE-KMS,
+/// tags, restore); scripts/test.sh starts it and exports BUCKETFS_TEST_MOTO_ENDPOINT.
+pub fn moto_endpoint() -> String {
+    std::env::var("BUCKETFS_TEST_MOTO_ENDPOINT").expect(
+        "BUCKETFS_TEST_MOTO_ENDPOINT is not set: run the integration tests through \
+         scripts/test.sh, which starts moto's server",
+    )
+}
+
+/// An S3 client of the server at `endpoint`.
+pub fn client_at(endpoint: &str) -> Client {
+    let creds = aws_sdk_s3::config::Credentials::new(
+        std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
+        None,
+        None,
+        "test",
+    );
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .credentials_provider(creds)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
 }
 
 /// A fresh bucket for one test.
 pub struct Bucket {
     pub name: String,
+    client: Client,
 }
 
 impl Bucket {
     pub fn new(hint: &str) -> Bucket {
+        Bucket::new_at(&endpoint(), hint)
+    }
+
+    /// A fresh bucket on the server at `endpoint`.
+    pub fn new_at(endpoint: &str, hint: &str) -> Bucket {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "t-{hint}-{}-{}",
@@ -66,9 +83,10 @@ impl Bucket {
         )
         .to_lowercase()
         .replace('_', "-");
-        rt().block_on(client().create_bucket().bucket(&name).send())
+        let client = client_at(endpoint);
+        rt().block_on(client.create_bucket().bucket(&name).send())
             .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
-        Bucket { name }
+        Bucket { name, client }
     }
 
     pub fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
@@ -76,7 +94,8 @@ impl Bucket {
     }
 
     pub fn put_meta(&self, key: &str, body: impl Into<Vec<u8>>, meta: &[(&str, &str)]) {
-        let mut req = client()
+        let mut req = self
+            .client()
             .put_object()
             .bucket(&self.name)
             .key(key)
@@ -97,7 +116,7 @@ impl Bucket {
                 .for_each_concurrent(32, |k| {
                     let body = body.clone();
                     async move {
-                        client()
+                        self.client()
                             .put_object()
                             .bucket(&self.name)
                             .key(&k)
@@ -112,8 +131,14 @@ impl Bucket {
     }
 
     pub fn head(&self, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
-        rt().block_on(client().head_object().bucket(&self.name).key(key).send())
-            .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
+        rt().block_on(
+            self.client()
+                .head_object()
+                .bucket(&self.name)
+                .key(key)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
     }
 
     /// HeadObject, `None` when the key does not exist (any other error panics).
@@ -121,7 +146,13 @@ impl Bucket {
         &self,
         key: &str,
     ) -> Option<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
-        match rt().block_on(client().head_object().bucket(&self.name).key(key).send()) {
+        match rt().block_on(
+            self.client()
+                .head_object()
+                .bucket(&self.name)
+                .key(key)
+                .send(),
+        ) {
             Ok(h) => Some(h),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
             Err(e) => panic!("head {key}: {e:?}"),
@@ -136,7 +167,8 @@ impl Bucket {
     /// The whole body of `key`.
     pub fn get(&self, key: &str) -> Vec<u8> {
         rt().block_on(async {
-            let out = client()
+            let out = self
+                .client()
                 .get_object()
                 .bucket(&self.name)
                 .key(key)
@@ -156,7 +188,8 @@ impl Bucket {
     pub fn sha256(&self, key: &str) -> (u64, String) {
         use sha2::Digest;
         rt().block_on(async {
-            let mut out = client()
+            let mut out = self
+                .client()
                 .get_object()
                 .bucket(&self.name)
                 .key(key)
@@ -184,7 +217,8 @@ impl Bucket {
             let mut keys = Vec::new();
             let mut token: Option<String> = None;
             loop {
-                let out = client()
+                let out = self
+                    .client()
                     .list_objects_v2()
                     .bucket(&self.name)
                     .prefix(prefix)
@@ -214,7 +248,7 @@ impl Bucket {
     pub fn markers_keep_metadata(&self) -> bool {
         let key = "bucketfs-probe-marker/";
         rt().block_on(
-            client()
+            self.client()
                 .put_object()
                 .bucket(&self.name)
                 .key(key)
@@ -227,17 +261,33 @@ impl Bucket {
             .head(key)
             .metadata()
             .is_some_and(|m| m.get("mode").map(String::as_str) == Some("16832"));
-        rt().block_on(client().delete_object().bucket(&self.name).key(key).send())
-            .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
+        rt().block_on(
+            self.client()
+                .delete_object()
+                .bucket(&self.name)
+                .key(key)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("delete {key}: {e:?}"));
         kept
     }
 
     /// Multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
-        rt().block_on(client().list_multipart_uploads().bucket(&self.name).send())
-            .unwrap_or_else(|e| panic!("list multipart uploads: {e:?}"))
-            .uploads()
-            .len()
+        rt().block_on(
+            self.client()
+                .list_multipart_uploads()
+                .bucket(&self.name)
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("list multipart uploads: {e:?}"))
+        .uploads()
+        .len()
+    }
+
+    /// The S3 client of this bucket's server.
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 }
 

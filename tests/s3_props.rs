@@ -1,0 +1,115 @@
+//! End-to-end tests of the S3 properties bucketfs keeps and shows, over moto's server on
+//! 127.0.0.1 (SeaweedFS does not keep storage classes or SSE-KMS keys): a rewrite keeps
+//! the storage class, the KMS key and the headers, and `user.s3.*` xattrs read and change
+//! them with one CopyObject.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+use common::*;
+
+const KEY_ID: &str = "arn:aws:kms:us-east-1:123456789012:key/bucketfs-test";
+
+/// Storage class, encryption, key id and Cache-Control of `key`.
+fn props(b: &Bucket, key: &str) -> [Option<String>; 4] {
+    let h = b.head(key);
+    [
+        h.storage_class().map(|c| c.as_str().to_string()),
+        h.server_side_encryption().map(|e| e.as_str().to_string()),
+        h.ssekms_key_id().map(str::to_string),
+        h.cache_control().map(str::to_string),
+    ]
+}
+
+fn xattr(path: &std::path::Path, name: &str) -> String {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "getfattr -n {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn setfattr(path: &std::path::Path, name: &str, value: &str) {
+    let out = Command::new("setfattr")
+        .args(["-n", name, "-v", value])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "setfattr -n {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rewrites_keep_storage_class_kms_key_and_headers_and_xattrs_change_them() {
+    let b = Bucket::new_at(&moto_endpoint(), "props");
+    rt().block_on(
+        b.client()
+            .put_object()
+            .bucket(&b.name)
+            .key("f")
+            .storage_class(StorageClass::StandardIa)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(KEY_ID)
+            .cache_control("max-age=60")
+            .body(ByteStream::from(b"0123456789".to_vec()))
+            .send(),
+    )
+    .expect("put f");
+    let want = [
+        Some("STANDARD_IA".to_string()),
+        Some("aws:kms".to_string()),
+        Some(KEY_ID.to_string()),
+        Some("max-age=60".to_string()),
+    ];
+    assert_eq!(props(&b, "f"), want, "the server keeps what was put");
+
+    let m = Mount::new_at(&moto_endpoint(), &b.name, &[]);
+    let f = m.p("f");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(props(&b, "f"), want, "after chmod");
+    let mut h = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+    h.write_all(b"+").unwrap();
+    drop(h);
+    assert_eq!(b.get("f"), b"0123456789+");
+    assert_eq!(props(&b, "f"), want, "after an append");
+    std::fs::rename(&f, m.p("g")).unwrap();
+    assert_eq!(props(&b, "g"), want, "after rename");
+    let g = m.p("g");
+
+    assert_eq!(xattr(&g, "user.s3.storage_class"), "STANDARD_IA");
+    assert_eq!(xattr(&g, "user.s3.sse"), "aws:kms");
+    assert_eq!(xattr(&g, "user.s3.sse_kms_key_id"), KEY_ID);
+    assert_eq!(xattr(&g, "user.s3.cache_control"), "max-age=60");
+
+    // Changing the class or a header in place: one CopyObject, nothing downloaded.
+    m.reset_stats();
+    setfattr(&g, "user.s3.storage_class", "GLACIER_IR");
+    assert_eq!(m.requests("CopyObject"), 1);
+    setfattr(&g, "user.s3.cache_control", "no-store");
+    assert_eq!(m.requests("CopyObject"), 2);
+    assert_eq!(m.requests("GetObject"), 0);
+    assert_eq!(
+        props(&b, "g"),
+        [
+            Some("GLACIER_IR".to_string()),
+            Some("aws:kms".to_string()),
+            Some(KEY_ID.to_string()),
+            Some("no-store".to_string()),
+        ]
+    );
+    assert_eq!(b.get("g"), b"0123456789+");
+}
