@@ -109,6 +109,18 @@ pub struct MountArgs {
     /// at most S3's object limit, 5 TiB.
     #[arg(long, default_value = "5497558138880")]
     pub max_file_size: u64,
+    /// Storage class of files created on the mount (STANDARD_IA, INTELLIGENT_TIERING,
+    /// GLACIER_IR...). Rewrites keep each object's own class.
+    #[arg(long, value_parser = parse_storage_class)]
+    pub storage_class: Option<String>,
+    /// Server-side encryption asked for on every write: AES256, aws:kms or
+    /// aws:kms:dsse (for buckets whose policy requires the header). Objects encrypted
+    /// with a KMS key keep theirs when rewritten.
+    #[arg(long, value_parser = ["AES256", "aws:kms", "aws:kms:dsse"])]
+    pub sse: Option<String>,
+    /// The KMS key of `--sse aws:kms` (default: the account's aws/s3 key).
+    #[arg(long, requires = "sse")]
+    pub sse_kms_key_id: Option<String>,
     /// Kernel readahead for the mount, in KiB (set when running as root; the kernel's
     /// default for FUSE is 128, which costs a daemon round trip per 128 KiB read).
     #[arg(long, default_value = "1024")]
@@ -130,6 +142,17 @@ fn parse_octal(s: &str) -> Result<u16, String> {
         .ok()
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| format!("{s:?} is not an octal mode like 0644"))
+}
+
+fn parse_storage_class(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a storage class like STANDARD_IA (upper case, as S3 spells it)"
+        ))
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {

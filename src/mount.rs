@@ -233,6 +233,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         force_path_style: args.force_path_style
             || args.endpoint_url.as_deref().is_some_and(needs_path_style),
         max_attempts: 2,
+        sse: args.sse.clone().map(|mode| crate::store::s3::Encryption {
+            mode,
+            kms_key_id: args.sse_kms_key_id.clone(),
+        }),
     };
     let endpoint = args
         .endpoint_url
@@ -276,6 +280,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.write.memory_budget = args.max_upload_memory.max(16) * 1024 * 1024;
     cfg.write.concurrency = args.max_concurrency.max(1);
     cfg.write.max_file_size = args.max_file_size;
+    cfg.write.storage_class = args.storage_class.clone();
     cfg.idle_inodes = args.max_idle_inodes;
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);

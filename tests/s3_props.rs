@@ -113,3 +113,61 @@ fn rewrites_keep_storage_class_kms_key_and_headers_and_xattrs_change_them() {
     );
     assert_eq!(b.get("g"), b"0123456789+");
 }
+
+#[test]
+fn mount_options_set_class_and_encryption_of_new_objects() {
+    let b = Bucket::new_at(&moto_endpoint(), "newprops");
+    let m = Mount::new_at(
+        &moto_endpoint(),
+        &b.name,
+        &[
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+            KEY_ID,
+        ],
+    );
+    std::fs::write(m.p("small"), b"hello").unwrap();
+    // Over one part: a streamed multipart upload.
+    std::fs::write(m.p("big"), pattern(12 << 20, 3)).unwrap();
+    std::fs::create_dir(m.p("d")).unwrap();
+    let enc = |key: &str| {
+        let h = b.head(key);
+        (
+            h.server_side_encryption().map(|e| e.as_str().to_string()),
+            h.ssekms_key_id().map(str::to_string),
+        )
+    };
+    let kms = (Some("aws:kms".to_string()), Some(KEY_ID.to_string()));
+    for key in ["small", "big"] {
+        assert_eq!(props(&b, key)[0].as_deref(), Some("STANDARD_IA"), "{key}");
+        assert_eq!(enc(key), kms, "{key}");
+    }
+    assert_eq!(b.get("big"), pattern(12 << 20, 3));
+    // A directory marker is encrypted too, but keeps the bucket's class (an IA object
+    // is billed as at least 128 KiB).
+    assert_eq!(enc("d/"), kms);
+    assert_ne!(props(&b, "d/")[0].as_deref(), Some("STANDARD_IA"));
+}
+
+#[test]
+fn a_bad_storage_class_or_encryption_option_is_refused_before_mounting() {
+    let b = Bucket::new_at(&moto_endpoint(), "badopts");
+    for extra in [
+        &["--storage-class", "fast"][..],
+        &["--sse", "rot13"],
+        &["--sse-kms-key-id", KEY_ID],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().with_extension("log");
+        let out = mount_cmd_at(&moto_endpoint(), &b.name, dir.path(), &log, extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} mounted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{extra:?}: {err}");
+    }
+}

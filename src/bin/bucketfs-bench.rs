@@ -209,6 +209,7 @@ async fn client(t: &Target) -> Client {
         region: None,
         profile: None,
         max_attempts: 3,
+        sse: None,
     };
     S3Store::connect(&cfg).await.client().clone()
 }

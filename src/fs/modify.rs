@@ -338,6 +338,7 @@ impl<S: ObjectStore> Filesystem<S> {
             HashMap::new(),
             None,
         );
+        w.props.storage_class = self.cfg.write.storage_class.clone();
         w.handles = 1;
         self.writers.lock().insert(inode.ino, WriterCell::new(w));
         self.dir_changed(&dir, name);

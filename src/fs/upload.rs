@@ -48,6 +48,8 @@ pub struct WriteConfig {
     pub max_file_size: u64,
     /// How old a zero object of a crashed upload must be before a listing deletes it.
     pub leftover_age: std::time::Duration,
+    /// Storage class of files created here (`--storage-class`); `None`: the bucket's.
+    pub storage_class: Option<String>,
 }
 
 impl WriteConfig {
@@ -60,6 +62,7 @@ impl WriteConfig {
             copy_limit: MAX_COPY,
             max_file_size: MAX_OBJECT,
             leftover_age: super::leftovers::DEFAULT_AGE,
+            storage_class: None,
         }
     }
 }

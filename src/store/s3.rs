@@ -35,6 +35,16 @@ pub struct S3Config {
     pub force_path_style: bool,
     /// Attempts per request, including the first (SDK standard retry: backoff with jitter).
     pub max_attempts: u32,
+    /// Server-side encryption asked for on every write (`--sse`).
+    pub sse: Option<Encryption>,
+}
+
+/// Server-side encryption to ask for: `AES256`, `aws:kms` or `aws:kms:dsse`, with the
+/// KMS key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encryption {
+    pub mode: String,
+    pub kms_key_id: Option<String>,
 }
 
 /// A bucket reached through aws-sdk-s3.
@@ -42,6 +52,7 @@ pub struct S3Config {
 pub struct S3Store {
     client: Client,
     bucket: String,
+    sse: Option<Encryption>,
 }
 
 impl S3Store {
@@ -88,6 +99,7 @@ impl S3Store {
         S3Store {
             client: Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
+            sse: cfg.sse.clone(),
         }
     }
 
@@ -313,14 +325,15 @@ fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// Set what `Props` holds on a PutObject, CreateMultipartUpload or CopyObject request.
-/// The storage class STANDARD and SSE-S3 (`AES256`) are what a bucket gives by default,
-/// and some S3-compatible servers refuse the headers, so only other values are sent; a
-/// KMS key travels with its id and bucket-key setting.
+/// Set what `Props` holds on a PutObject, CreateMultipartUpload or CopyObject request,
+/// with the mount's `--sse`. The storage class STANDARD and SSE-S3 (`AES256`) are what a
+/// bucket gives by default, and some S3-compatible servers refuse the headers, so they
+/// are sent only when `--sse` asks; an object's KMS key travels with its id and
+/// bucket-key setting, and wins over `--sse`.
 macro_rules! with_props {
-    ($req:expr, $props:expr) => {{
+    ($req:expr, $props:expr, $forced:expr) => {{
         let p: &Props = $props;
-        let kms = p.sse.as_deref().filter(|e| e.starts_with("aws:kms"));
+        let (sse, key, bucket_key) = sse_headers(p, $forced);
         $req.set_cache_control(p.cache_control.clone())
             .set_content_encoding(p.content_encoding.clone())
             .set_content_disposition(p.content_disposition.clone())
@@ -333,10 +346,25 @@ macro_rules! with_props {
                     .filter(|c| *c != "STANDARD")
                     .map(StorageClass::from),
             )
-            .set_server_side_encryption(kms.map(ServerSideEncryption::from))
-            .set_ssekms_key_id(kms.and(p.sse_kms_key_id.clone()))
-            .set_bucket_key_enabled(kms.and(p.bucket_key))
+            .set_server_side_encryption(sse.map(ServerSideEncryption::from))
+            .set_ssekms_key_id(key)
+            .set_bucket_key_enabled(bucket_key)
     }};
+}
+
+/// The encryption headers of a write: the object's own KMS encryption if it has one,
+/// else what `--sse` asks for, else none.
+fn sse_headers<'a>(
+    p: &'a Props,
+    forced: Option<&'a Encryption>,
+) -> (Option<&'a str>, Option<String>, Option<bool>) {
+    match p.sse.as_deref() {
+        Some(e) if e.starts_with("aws:kms") => (Some(e), p.sse_kms_key_id.clone(), p.bucket_key),
+        _ => match forced {
+            Some(f) => (Some(f.mode.as_str()), f.kms_key_id.clone(), None),
+            None => (None, None, None),
+        },
+    }
 }
 
 /// An `Expires` header value (an HTTP date) as the SDK wants it.
@@ -527,7 +555,7 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(&opts.user_metadata));
-        let out = with_props!(out, &opts.props)
+        let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -543,7 +571,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(&opts.user_metadata));
-        let out = with_props!(out, &opts.props)
+        let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -684,9 +712,16 @@ impl ObjectStore for S3Store {
                     .metadata_directive(MetadataDirective::Replace)
                     .set_content_type(o.content_type.clone())
                     .set_metadata(metadata(&o.user_metadata));
-                with_props!(req, &o.props)
+                with_props!(req, &o.props, self.sse.as_ref())
             }
-            None => req.metadata_directive(MetadataDirective::Copy),
+            None => {
+                // S3 keeps the headers and metadata; the encryption must be asked again.
+                let none = Props::default();
+                let (sse, key, _) = sse_headers(&none, self.sse.as_ref());
+                req.metadata_directive(MetadataDirective::Copy)
+                    .set_server_side_encryption(sse.map(ServerSideEncryption::from))
+                    .set_ssekms_key_id(key)
+            }
         };
         let out = req.send().await.map_err(|e| map_err(&what, e))?;
         Ok(object_etag(
@@ -719,8 +754,8 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_source, same_etag, url_decode, S3Store};
-    use crate::store::{ObjectStore, StoreErrorKind};
+    use super::{copy_source, same_etag, sse_headers, url_decode, Encryption, S3Store};
+    use crate::store::{ObjectStore, Props, StoreErrorKind};
 
     /// A store whose endpoint refuses connections (nothing listens on port 1).
     fn refused() -> S3Store {
@@ -736,7 +771,36 @@ mod tests {
         S3Store {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: "b".into(),
+            sse: None,
         }
+    }
+
+    #[test]
+    fn an_objects_kms_key_wins_over_sse_and_sse_applies_otherwise() {
+        let forced = Encryption {
+            mode: "aws:kms".into(),
+            kms_key_id: Some("mount-key".into()),
+        };
+        let own = Props {
+            sse: Some("aws:kms".into()),
+            sse_kms_key_id: Some("own-key".into()),
+            bucket_key: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            sse_headers(&own, Some(&forced)),
+            (Some("aws:kms"), Some("own-key".into()), Some(true))
+        );
+        let s3 = Props {
+            sse: Some("AES256".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            sse_headers(&s3, Some(&forced)),
+            (Some("aws:kms"), Some("mount-key".into()), None)
+        );
+        // Without --sse, SSE-S3 is the bucket's default: no header.
+        assert_eq!(sse_headers(&s3, None), (None, None, None));
     }
 
     #[tokio::test]
