@@ -109,6 +109,10 @@ pub struct MountArgs {
     /// at most S3's object limit, 5 TiB.
     #[arg(long, default_value = "5497558138880")]
     pub max_file_size: u64,
+    /// How long the presigned URL of the `user.s3.presigned_url` xattr is valid, in
+    /// seconds (S3 allows up to 7 days).
+    #[arg(long, default_value = "3600", value_parser = parse_seconds)]
+    pub presign_expires: std::time::Duration,
     /// Storage class of files created on the mount (STANDARD_IA, INTELLIGENT_TIERING,
     /// GLACIER_IR...). Rewrites keep each object's own class.
     #[arg(long, value_parser = parse_storage_class)]

@@ -281,6 +281,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.write.concurrency = args.max_concurrency.max(1);
     cfg.write.max_file_size = args.max_file_size;
     cfg.write.storage_class = args.storage_class.clone();
+    cfg.presign_expires = args.presign_expires;
     cfg.idle_inodes = args.max_idle_inodes;
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);

@@ -188,3 +188,35 @@ async fn properties_are_xattrs_and_setting_one_is_one_copy() {
     );
     assert_eq!(mem.props("f").unwrap(), want, "failed calls change nothing");
 }
+
+#[tokio::test]
+async fn a_files_presigned_url_is_an_xattr_made_without_a_request() {
+    let e = env(store(100));
+    let ino = f_ino(&e.fs).await;
+    let before = e.stats.total_requests();
+    let url = e.fs.getxattr(ino, b"user.s3.presigned_url").await.unwrap();
+    assert_eq!(url, b"memory:///f?method=Get&expires=3600");
+    assert_eq!(e.stats.total_requests(), before, "signing sends nothing");
+    assert!(e
+        .fs
+        .listxattr(ino)
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n == "user.s3.presigned_url"));
+    let d = e.fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
+    assert_eq!(
+        e.fs.getxattr(d.ino, b"user.s3.presigned_url")
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::ENODATA
+    );
+    assert!(!e
+        .fs
+        .listxattr(d.ino)
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n == "user.s3.presigned_url"));
+}

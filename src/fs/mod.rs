@@ -53,6 +53,8 @@ pub struct FsConfig {
     pub root_prefix: String,
     pub defaults: Defaults,
     pub metadata_ttl: Duration,
+    /// How long the URL of `user.s3.presigned_url` is valid.
+    pub presign_expires: Duration,
     pub metadata_source: MetadataSource,
     pub read_only: bool,
     pub prefetch: PrefetchConfig,
@@ -71,6 +73,7 @@ impl FsConfig {
             root_prefix: root_prefix.to_string(),
             defaults,
             metadata_ttl: Duration::from_secs(1),
+            presign_expires: Duration::from_secs(3600),
             metadata_source: MetadataSource::Posix,
             read_only: false,
             prefetch: PrefetchConfig::default(),
@@ -134,6 +137,10 @@ const PROBE_PAGE: i32 = 32;
 /// The name of the root xattr that reports request counts (reading it) and resets them
 /// (writing `reset`).
 pub const STATS_XATTR: &str = "user.bucketfs.stats";
+
+/// The xattr of a file whose value is a presigned GET URL of its object, valid for
+/// [`FsConfig::presign_expires`].
+pub const PRESIGNED_XATTR: &str = "user.s3.presigned_url";
 
 /// The name of the root xattr that reports the inode table's size as JSON:
 /// `{"inodes":N,"idle":M}` (idle: inodes the kernel holds no reference to).
@@ -1365,6 +1372,18 @@ impl<S: ObjectStore> Filesystem<S> {
                 inode.key
             )));
         }
+        if name == PRESIGNED_XATTR && inode.kind == Kind::File {
+            // Signed here with the mount's credentials: no request.
+            let url = self
+                .store
+                .presign(
+                    &inode.key,
+                    crate::store::PresignMethod::Get,
+                    self.cfg.presign_expires,
+                )
+                .await?;
+            return Ok(url.into_bytes());
+        }
         let m = self.xattr_meta(&inode).await?;
         m.and_then(|m| attr::xattr_value(&m, name))
             .ok_or_else(|| Error::NoAttribute(format!("{}: no attribute {name}", inode.key)))
@@ -1372,11 +1391,15 @@ impl<S: ObjectStore> Filesystem<S> {
 
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
         let inode = self.inodes.get(ino)?;
-        Ok(self
+        let mut names = self
             .xattr_meta(&inode)
             .await?
             .map(|m| attr::xattr_names(&m))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if inode.kind == Kind::File {
+            names.push(PRESIGNED_XATTR.to_string());
+        }
+        Ok(names)
     }
 
     pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {

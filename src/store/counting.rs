@@ -353,6 +353,15 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         t.finish(&r, 0, key);
         r
     }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: super::PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String> {
+        self.inner.presign(key, method, expires).await
+    }
 }
 
 #[cfg(test)]

@@ -309,6 +309,15 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inject(FaultTarget::Delete, key).await?;
         self.inner.delete(key).await
     }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: super::PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String> {
+        self.inner.presign(key, method, expires).await
+    }
 }
 
 #[cfg(test)]

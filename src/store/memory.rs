@@ -565,6 +565,18 @@ impl ObjectStore for MemoryStore {
         self.deleted.lock().push(key.to_string());
         Ok(())
     }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: super::PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String> {
+        Ok(format!(
+            "memory:///{key}?method={method:?}&expires={}",
+            expires.as_secs()
+        ))
+    }
 }
 
 #[cfg(test)]

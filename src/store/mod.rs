@@ -233,4 +233,20 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// DeleteObject. Deleting a missing key succeeds, as in S3.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// A URL that lets anyone holding it GET (or PUT) `key` for `expires` from now,
+    /// signed locally: no request is sent.
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String>;
+}
+
+/// What a presigned URL allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresignMethod {
+    Get,
+    Put,
 }

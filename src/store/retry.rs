@@ -230,6 +230,15 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.run("delete", || self.inner.delete(key)).await
     }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: super::PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String> {
+        self.inner.presign(key, method, expires).await
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props, PutOptions, StoreError,
-    StoreErrorKind, StoreResult,
+    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod, Props,
+    PutOptions, StoreError, StoreErrorKind, StoreResult,
 };
 
 /// Where and how to connect.
@@ -749,6 +749,36 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires: Duration,
+    ) -> StoreResult<String> {
+        let what = format!("presign s3://{}/{key}", self.bucket);
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{what}: {e}")))?;
+        let req = match method {
+            PresignMethod::Get => self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| map_err(&what, e))?,
+            PresignMethod::Put => self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| map_err(&what, e))?,
+        };
+        Ok(req.uri().to_string())
     }
 }
 
