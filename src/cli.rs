@@ -18,7 +18,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount a bucket (or a prefix of it) at a directory.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
+    /// Print a presigned URL of an object: a path inside a bucketfs mount (signed with
+    /// your AWS credentials for the mount's bucket and endpoint), or s3://bucket/key.
+    Presign(PresignArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresignMethodArg {
+    /// A URL that downloads the object.
+    Get,
+    /// A URL that uploads (replaces) the object.
+    Put,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PresignArgs {
+    /// A file (existing, or to be created with --method put) inside a bucketfs mount,
+    /// or s3://bucket/key.
+    pub target: String,
+    /// How long the URL is valid, in seconds (at most 7 days).
+    #[arg(long, default_value = "3600", value_parser = parse_seconds)]
+    pub expires: std::time::Duration,
+    #[arg(long, value_enum, default_value = "get")]
+    pub method: PresignMethodArg,
+    /// For s3://: the S3 endpoint (default AWS; also AWS_ENDPOINT_URL).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// For s3://: the region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// For s3://: a named profile.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// For s3://: path-style addressing.
+    #[arg(long)]
+    pub force_path_style: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -250,7 +285,9 @@ mod tests {
             "--read-only",
         ])
         .unwrap();
-        let Command::Mount(m) = c.command;
+        let Command::Mount(m) = c.command else {
+            panic!("not a mount command");
+        };
         assert_eq!(m.file_mode, 0o600);
         assert_eq!(m.metadata_source, MetadataSourceArg::Listing);
         assert!(m.read_only);

@@ -7,5 +7,6 @@ pub mod fs;
 pub mod fuse;
 pub mod mount;
 pub mod mountinfo;
+pub mod presign;
 pub mod readahead;
 pub mod store;

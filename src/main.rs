@@ -5,7 +5,8 @@ use clap::Parser;
 fn main() {
     let cli = bucketfs::cli::Cli::parse();
     let code = match cli.command {
-        bucketfs::cli::Command::Mount(args) => bucketfs::mount::run(args),
+        bucketfs::cli::Command::Mount(args) => bucketfs::mount::run(*args),
+        bucketfs::cli::Command::Presign(args) => bucketfs::presign::run(args),
     };
     std::process::exit(code);
 }

@@ -282,6 +282,16 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     cfg.write.max_file_size = args.max_file_size;
     cfg.write.storage_class = args.storage_class.clone();
     cfg.presign_expires = args.presign_expires;
+    cfg.mount_target = Some(
+        crate::presign::MountTarget {
+            bucket: c.target.bucket.clone(),
+            prefix: c.target.prefix.clone(),
+            endpoint_url: s3cfg.endpoint_url.clone(),
+            region: s3cfg.region.clone(),
+            force_path_style: s3cfg.force_path_style,
+        }
+        .to_json(),
+    );
     cfg.idle_inodes = args.max_idle_inodes;
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);

@@ -232,3 +232,86 @@ fn a_presigned_url_from_the_xattr_fetches_the_bytes_and_expires() {
         assert_eq!(code, 403, "{endpoint}: an expired URL was served");
     }
 }
+
+/// `bucketfs presign ARGS...`: the URL it prints (it must succeed).
+fn presign(args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .arg("presign")
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bucketfs presign {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// PUT `body` to `url` with a plain HTTP client: the status.
+fn http_put(url: &str, body: &[u8]) -> u16 {
+    let script = r#"
+import sys, urllib.request, urllib.error
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+req = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method="PUT")
+try:
+    print(opener.open(req, timeout=30).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn bucketfs_presign_signs_get_and_put_urls_for_mount_paths_and_s3_urls() {
+    let ep = endpoint();
+    let b = Bucket::new_at(&ep, "presign-cli");
+    let data = pattern(70_000, 9);
+    b.put("dir/f.bin", data.clone());
+    let m = Mount::new_at(&ep, &b.name, &[]);
+    let f = m.p("dir/f.bin");
+    let get = presign(&[f.to_str().unwrap(), "--expires", "60"]);
+    assert!(get.contains("X-Amz-Expires=60"), "{get}");
+    assert_eq!(http_get(&get), (200, data.clone()));
+    // A PUT URL for a file that does not exist yet.
+    let new = m.p("dir/new.txt");
+    let put = presign(&["--method", "put", new.to_str().unwrap()]);
+    assert_eq!(http_put(&put, b"uploaded by URL"), 200);
+    assert_eq!(b.get("dir/new.txt"), b"uploaded by URL");
+    // s3://bucket/key, with the endpoint given.
+    let s3 = presign(&[
+        &format!("s3://{}/dir/f.bin", b.name),
+        "--endpoint-url",
+        &ep,
+        "--force-path-style",
+        "--region",
+        "us-east-1",
+    ]);
+    assert_eq!(http_get(&s3), (200, data.clone()));
+    // A mount of a prefix: the key is the prefix and the path.
+    let pm = Mount::new_at(&ep, &format!("{}/dir", b.name), &[]);
+    let url = presign(&[pm.p("f.bin").to_str().unwrap()]);
+    assert_eq!(http_get(&url), (200, data));
+    // Outside any mount: one line, non-zero.
+    let out = Command::new(bin())
+        .args(["presign", "/tmp/not-a-bucketfs-file"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not inside a bucketfs mount"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -55,6 +55,8 @@ pub struct FsConfig {
     pub metadata_ttl: Duration,
     /// How long the URL of `user.s3.presigned_url` is valid.
     pub presign_expires: Duration,
+    /// What the root's `user.bucketfs.target` says (JSON), when mounted.
+    pub mount_target: Option<String>,
     pub metadata_source: MetadataSource,
     pub read_only: bool,
     pub prefetch: PrefetchConfig,
@@ -74,6 +76,7 @@ impl FsConfig {
             defaults,
             metadata_ttl: Duration::from_secs(1),
             presign_expires: Duration::from_secs(3600),
+            mount_target: None,
             metadata_source: MetadataSource::Posix,
             read_only: false,
             prefetch: PrefetchConfig::default(),
@@ -137,6 +140,10 @@ const PROBE_PAGE: i32 = 32;
 /// The name of the root xattr that reports request counts (reading it) and resets them
 /// (writing `reset`).
 pub const STATS_XATTR: &str = "user.bucketfs.stats";
+
+/// The root xattr that describes the mount (bucket, prefix, endpoint) as JSON, for
+/// `bucketfs presign PATH`.
+pub const TARGET_XATTR: &str = "user.bucketfs.target";
 
 /// The xattr of a file whose value is a presigned GET URL of its object, valid for
 /// [`FsConfig::presign_expires`].
@@ -1358,6 +1365,11 @@ impl<S: ObjectStore> Filesystem<S> {
         if ino == ROOT_INO && name == STATS_XATTR {
             if let Some(s) = &self.stats {
                 return Ok(s.to_json().into_bytes());
+            }
+        }
+        if ino == ROOT_INO && name == TARGET_XATTR {
+            if let Some(t) = &self.cfg.mount_target {
+                return Ok(t.clone().into_bytes());
             }
         }
         if ino == ROOT_INO && name == INODES_XATTR {

@@ -1,0 +1,167 @@
+//! `bucketfs presign`: a presigned URL of an object, named by a path inside a bucketfs
+//! mount or as s3://bucket/key. For a path, the mount's root tells the bucket, prefix
+//! and endpoint (its `user.bucketfs.target` xattr); the URL is signed here, locally,
+//! with the caller's AWS credentials, and no request is sent.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{parse_target, PresignArgs, PresignMethodArg};
+use crate::fs::TARGET_XATTR;
+use crate::store::s3::{S3Config, S3Store};
+use crate::store::{ObjectStore, PresignMethod};
+
+/// Where an object is: its bucket and key, and how to reach the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountTarget {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: bool,
+}
+
+impl MountTarget {
+    /// As the mount root's `user.bucketfs.target` xattr says it.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "force_path_style": self.force_path_style,
+        })
+        .to_string()
+    }
+
+    pub fn from_json(b: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Some(MountTarget {
+            bucket: s("bucket")?,
+            prefix: s("prefix").unwrap_or_default(),
+            endpoint_url: s("endpoint_url"),
+            region: s("region"),
+            force_path_style: v.get("force_path_style")?.as_bool()?,
+        })
+    }
+}
+
+/// Run `bucketfs presign`; returns the process exit code.
+pub fn run(args: PresignArgs) -> i32 {
+    match url(&args) {
+        Ok(u) => {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            if writeln!(out, "{u}").is_err() {
+                return 1;
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("bucketfs presign: {e}");
+            1
+        }
+    }
+}
+
+fn url(args: &PresignArgs) -> Result<String, String> {
+    if args.expires.is_zero() || args.expires > std::time::Duration::from_secs(7 * 86_400) {
+        return Err("--expires must be between 1 second and 7 days".into());
+    }
+    let (target, key) = if args.target.starts_with("s3://") {
+        let t = parse_target(&args.target)?;
+        let key = t.prefix.trim_end_matches('/').to_string();
+        if key.is_empty() {
+            return Err(format!("{}: no object key after the bucket", args.target));
+        }
+        let mt = MountTarget {
+            bucket: t.bucket,
+            prefix: String::new(),
+            endpoint_url: args
+                .endpoint_url
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()),
+            region: args.region.clone(),
+            force_path_style: args.force_path_style,
+        };
+        (mt, key)
+    } else {
+        in_mount(Path::new(&args.target))?
+    };
+    let cfg = S3Config {
+        bucket: target.bucket.clone(),
+        endpoint_url: target.endpoint_url.clone(),
+        region: target.region.clone(),
+        profile: args.profile.clone(),
+        force_path_style: target.force_path_style,
+        max_attempts: 1,
+        sse: None,
+    };
+    let method = match args.method {
+        PresignMethodArg::Get => PresignMethod::Get,
+        PresignMethodArg::Put => PresignMethod::Put,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async {
+        let store = S3Store::connect(&cfg).await;
+        store
+            .presign(&key, method, args.expires)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The mount that `path` is in, and the object key of `path`.
+fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+    let full = parent.join(name);
+    let mut dir = parent.as_path();
+    loop {
+        if let Some(json) = read_xattr(dir, TARGET_XATTR) {
+            let t = MountTarget::from_json(&json)
+                .ok_or_else(|| format!("{}: unreadable mount description", dir.display()))?;
+            let rel = full
+                .strip_prefix(dir)
+                .map_err(|_| format!("{} is not under {}", full.display(), dir.display()))?;
+            let rel = rel
+                .to_str()
+                .ok_or_else(|| format!("{}: not UTF-8", full.display()))?;
+            return Ok((t.clone(), format!("{}{rel}", t.prefix)));
+        }
+        dir = dir.parent().ok_or_else(|| {
+            format!(
+                "{} is not inside a bucketfs mount (use s3://bucket/key)",
+                path.display()
+            )
+        })?;
+    }
+}
+
+/// The value of xattr `name` of `path`, if it has one.
+fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: both strings are NUL-terminated and live across the call; the buffer is
+    // valid for its length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
