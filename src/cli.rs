@@ -42,18 +42,39 @@ pub struct PresignArgs {
     pub expires: std::time::Duration,
     #[arg(long, value_enum, default_value = "get")]
     pub method: PresignMethodArg,
-    /// For s3://: the S3 endpoint (default AWS; also AWS_ENDPOINT_URL).
-    #[arg(long)]
+    /// Where the server is, for s3:// (a path in a mount uses the mount's); the profile
+    /// applies to both.
+    #[command(flatten)]
+    pub s3: ConnectArgs,
+}
+
+/// How to reach the S3 server.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// S3 endpoint (MinIO, Ceph, R2, a local server...). Default: AWS.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
-    /// For s3://: the region.
+    /// AWS region. Default: from the AWS configuration, else us-east-1.
     #[arg(long)]
     pub region: Option<String>,
-    /// For s3://: a named profile.
+    /// Named profile from the AWS config/credentials files.
     #[arg(long)]
     pub profile: Option<String>,
-    /// For s3://: path-style addressing.
+    /// Path-style addressing (`endpoint/bucket/key`), for most non-AWS servers.
     #[arg(long)]
     pub force_path_style: bool,
+}
+
+impl ConnectArgs {
+    /// Path-style addressing: asked for, or the endpoint cannot serve virtual-hosted
+    /// buckets.
+    pub fn path_style(&self) -> bool {
+        self.force_path_style
+            || self
+                .endpoint_url
+                .as_deref()
+                .is_some_and(crate::mount::needs_path_style)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,19 +91,8 @@ pub struct MountArgs {
     pub target: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,
-
-    /// S3 endpoint (MinIO, Ceph, R2, a local server...). Default: AWS.
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
-    /// AWS region. Default: from the AWS configuration, else us-east-1.
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Named profile from the AWS config/credentials files.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`), for most non-AWS servers.
-    #[arg(long)]
-    pub force_path_style: bool,
+    #[command(flatten)]
+    pub s3: ConnectArgs,
 
     /// Mount read-only.
     #[arg(long)]

@@ -227,11 +227,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
 
     let mut s3cfg = S3Config {
         bucket: c.target.bucket.clone(),
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        profile: args.profile.clone(),
-        force_path_style: args.force_path_style
-            || args.endpoint_url.as_deref().is_some_and(needs_path_style),
+        endpoint_url: args.s3.endpoint_url.clone(),
+        region: args.s3.region.clone(),
+        profile: args.s3.profile.clone(),
+        force_path_style: args.s3.path_style(),
         max_attempts: 2,
         sse: args.sse.clone().map(|mode| crate::store::s3::Encryption {
             mode,
@@ -239,6 +238,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         }),
     };
     let endpoint = args
+        .s3
         .endpoint_url
         .clone()
         .unwrap_or_else(|| "AWS S3".to_string());
@@ -443,7 +443,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
 
 /// Endpoints addressed by IP or `localhost` cannot serve virtual-hosted buckets
 /// (`bucket.127.0.0.1`): use path-style addressing for them without being asked.
-fn needs_path_style(url: &str) -> bool {
+pub(crate) fn needs_path_style(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
     let host = authority

@@ -79,12 +79,9 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         let mt = MountTarget {
             bucket: t.bucket,
             prefix: String::new(),
-            endpoint_url: args
-                .endpoint_url
-                .clone()
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()),
-            region: args.region.clone(),
-            force_path_style: args.force_path_style,
+            endpoint_url: args.s3.endpoint_url.clone(),
+            region: args.s3.region.clone(),
+            force_path_style: args.s3.path_style(),
         };
         (mt, key)
     } else {
@@ -94,7 +91,7 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         bucket: target.bucket.clone(),
         endpoint_url: target.endpoint_url.clone(),
         region: target.region.clone(),
-        profile: args.profile.clone(),
+        profile: args.s3.profile.clone(),
         force_path_style: target.force_path_style,
         max_attempts: 1,
         sse: None,
@@ -140,7 +137,8 @@ fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
             let rel = rel
                 .to_str()
                 .ok_or_else(|| format!("{}: not UTF-8", full.display()))?;
-            return Ok((t.clone(), format!("{}{rel}", t.prefix)));
+            let key = format!("{}{rel}", t.prefix);
+            return Ok((t, key));
         }
         dir = dir.parent().ok_or_else(|| {
             format!(
