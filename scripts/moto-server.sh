@@ -10,6 +10,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BUCKETFS_VENV:-$ROOT/.venv}"
+# shellcheck source=scripts/server-lib.sh
+. "$ROOT/scripts/server-lib.sh"
 MOTO_VERSION="5.2.6"
 
 : "${AWS_ACCESS_KEY_ID:=bucketfs-test}"
@@ -35,38 +37,12 @@ start() {
     nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
     echo $! >"$dir/moto.pid"
     local endpoint="http://127.0.0.1:$port"
-    # Ready when it answers a signed request (bounded wait).
-    for _ in $(seq 1 150); do
-        if ! kill -0 "$(cat "$dir/moto.pid")" 2>/dev/null; then
-            echo "moto exited; see $dir/moto.log" >&2; tail -20 "$dir/moto.log" >&2; return 1
-        fi
-        if "$VENV/bin/python" - "$endpoint" <<'PY' 2>/dev/null
-import sys, boto3
-from botocore.config import Config
-c = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-                 config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                               proxies={}))
-c.list_buckets()
-PY
-        then
-            echo "export BUCKETFS_TEST_MOTO_ENDPOINT=$endpoint"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "moto did not become ready; see $dir/moto.log" >&2
-    return 1
+    wait_ready "moto" "$dir/moto.pid" "$dir/moto.log" "$endpoint" 150 || return 1
+    echo "export BUCKETFS_TEST_MOTO_ENDPOINT=$endpoint"
 }
 
 stop() {
-    local dir="$1"
-    if [ -f "$dir/moto.pid" ]; then
-        local pid; pid="$(cat "$dir/moto.pid")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/moto.pid"
-    fi
+    stop_pidfile "$1/moto.pid"
 }
 
 case "${1:-}" in

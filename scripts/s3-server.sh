@@ -10,6 +10,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${BUCKETFS_VENV:-$ROOT/.venv}"
+# shellcheck source=scripts/server-lib.sh
+. "$ROOT/scripts/server-lib.sh"
 WEED_VERSION="4.48"
 
 : "${AWS_ACCESS_KEY_ID:=bucketfs-test}"
@@ -57,43 +59,17 @@ start() {
         >"$dir/weed.log" 2>&1 &
     echo $! >"$dir/weed.pid"
     local endpoint="http://127.0.0.1:$p7"
-    # Ready when the S3 port answers a signed request (bounded wait).
-    for _ in $(seq 1 300); do
-        if ! kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null; then
-            echo "weed exited; see $dir/weed.log" >&2; tail -20 "$dir/weed.log" >&2; return 1
-        fi
-        if "$VENV/bin/python" - "$endpoint" <<'PY' 2>/dev/null
-import sys, boto3
-from botocore.config import Config
-c = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-                 config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                               proxies={}))
-c.list_buckets()
-PY
-        then
-            echo "export BUCKETFS_TEST_ENDPOINT=$endpoint"
-            echo "export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
-            echo "export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
-            echo "export AWS_REGION=us-east-1"
-            echo "export AWS_EC2_METADATA_DISABLED=true"
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "S3 server did not become ready; see $dir/weed.log" >&2
-    return 1
+    wait_ready "weed" "$dir/weed.pid" "$dir/weed.log" "$endpoint" 300 || return 1
+    echo "export BUCKETFS_TEST_ENDPOINT=$endpoint"
+    echo "export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+    echo "export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+    echo "export AWS_REGION=us-east-1"
+    echo "export AWS_EC2_METADATA_DISABLED=true"
 }
 
 stop() {
-    local dir="$1"
-    if [ -f "$dir/weed.pid" ]; then
-        local pid; pid="$(cat "$dir/weed.pid")"
-        kill "$pid" 2>/dev/null || true
-        # weed can take a while to shut down; never leave it running (bounded wait).
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/weed.pid"
-    fi
+    # weed can take a while to shut down; never leave it running (bounded wait).
+    stop_pidfile "$1/weed.pid"
 }
 
 case "${1:-}" in
