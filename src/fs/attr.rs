@@ -225,7 +225,7 @@ pub fn put_options(
     PutOptions {
         content_type: content_type.map(str::to_string),
         user_metadata: m,
-        props: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -311,6 +311,32 @@ pub fn valid_prop(short: &str, v: &str) -> bool {
         }
         _ => true,
     }
+}
+
+/// Whether S3 takes `tag` (with `value`, when set) as an object tag: a name of 1 to 128
+/// characters not starting with `aws:`, a value of up to 256, both of letters, digits,
+/// spaces and `_ . : / = + - @` (what AWS allows; other servers allow as much or more).
+pub fn check_tag(key: &str, tag: &str, value: Option<&str>) -> super::error::Result<()> {
+    let allowed = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+    };
+    let n = tag.chars().count();
+    if n == 0 || n > 128 || tag.starts_with("aws:") || !allowed(tag) {
+        return Err(super::error::Error::Invalid(format!(
+            "{key}: {tag:?} is not a tag name S3 takes (1 to 128 letters, digits, spaces \
+             or _.:/=+-@, not starting with aws:)"
+        )));
+    }
+    if let Some(v) = value {
+        if v.chars().count() > 256 || !allowed(v) {
+            return Err(super::error::Error::Invalid(format!(
+                "{key}: tag {tag:?}: {v:?} is not a tag value S3 takes (up to 256 letters, \
+                 digits, spaces or _.:/=+-@)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Names of every xattr of an object: its user metadata (except the POSIX attributes)
@@ -405,6 +431,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<HashMap<_, _>>(),
             restore: None,
+            tag_count: 0,
         }
     }
 

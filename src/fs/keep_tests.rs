@@ -1,13 +1,14 @@
 //! A rewrite of an existing object keeps what it carries besides its bytes: its
 //! Cache-Control, Content-Encoding, Content-Disposition, Content-Language, Expires and
-//! redirect headers, its storage class, and its KMS encryption key. One test per path
+//! redirect headers, its storage class, its KMS encryption key, and its tags. One test per path
 //! that writes an object that exists, over the memory store (which, like S3, resets the
 //! storage class and encryption on a copy that does not set them).
 
-use super::write_tests::{env, pattern, write_all, ME, MIB};
+use super::write_tests::{env, env_with, pattern, write_all, ME, MIB};
 use super::*;
+use crate::store::counting::Op;
 use crate::store::memory::MemoryStore;
-use crate::store::Props;
+use crate::store::{Props, Tags};
 
 fn props() -> Props {
     Props {
@@ -24,11 +25,26 @@ fn props() -> Props {
     }
 }
 
-/// A store holding `f` (`size` bytes) with [`props`].
+const TAGS: [(&str, &str); 2] = [("project", "apollo 11"), ("tier", "gold")];
+
+fn tags() -> Tags {
+    TAGS.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A store holding `f` (`size` bytes) with [`props`] and [`TAGS`].
 fn store(size: usize) -> MemoryStore {
     let m = MemoryStore::new();
     m.put_with_props("f", pattern(size, 1), props());
+    m.put_tags("f", &TAGS);
     m
+}
+
+/// `key` still has [`props`] and [`TAGS`].
+fn assert_kept(mem: &MemoryStore, key: &str, what: &str) {
+    assert_eq!(mem.props(key).unwrap(), props(), "props after {what}");
+    assert_eq!(mem.tags(key).unwrap(), tags(), "tags after {what}");
 }
 
 async fn f_ino<S: ObjectStore>(fs: &Filesystem<S>) -> u64 {
@@ -45,15 +61,15 @@ async fn chmod_chown_utimes_and_xattrs_keep_them() {
         ..Default::default()
     };
     e.fs.setattr(ino, chmod).await.unwrap();
-    assert_eq!(mem.props("f").unwrap(), props(), "chmod");
+    assert_kept(mem, "f", "chmod");
     let touch = SetAttr {
         mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000)),
         ..Default::default()
     };
     e.fs.setattr(ino, touch).await.unwrap();
-    assert_eq!(mem.props("f").unwrap(), props(), "utimes");
+    assert_kept(mem, "f", "utimes");
     e.fs.setxattr(ino, b"user.note", b"v").await.unwrap();
-    assert_eq!(mem.props("f").unwrap(), props(), "setxattr");
+    assert_kept(mem, "f", "setxattr");
     assert_eq!(mem.get("f").unwrap(), pattern(100, 1));
 }
 
@@ -66,7 +82,7 @@ async fn edits_small_and_staged_keep_them() {
         e.fs.write(o.fh, (size / 2) as u64, b"edit").await.unwrap();
         e.fs.release(o.fh).await.unwrap();
         let mem = e.store.inner();
-        assert_eq!(mem.props("f").unwrap(), props(), "edit of {size} bytes");
+        assert_kept(mem, "f", &format!("edit of {size} bytes"));
         assert_eq!(&mem.get("f").unwrap()[size / 2..size / 2 + 4], b"edit");
     }
 }
@@ -82,11 +98,7 @@ async fn truncating_and_rewriting_keep_them() {
             ..Default::default()
         };
         e.fs.setattr(ino, t).await.unwrap();
-        assert_eq!(
-            e.store.inner().props("f").unwrap(),
-            props(),
-            "truncate to {size}"
-        );
+        assert_kept(e.store.inner(), "f", &format!("truncate to {size}"));
     }
     // open(O_TRUNC) and a new content, one PutObject or streamed in parts.
     for size in [100, 12 * MIB] {
@@ -99,7 +111,7 @@ async fn truncating_and_rewriting_keep_them() {
         write_all(&e.fs, o.fh, 0, &pattern(size, 7)).await;
         e.fs.release(o.fh).await.unwrap();
         let mem = e.store.inner();
-        assert_eq!(mem.props("f").unwrap(), props(), "rewrite of {size} bytes");
+        assert_kept(mem, "f", &format!("rewrite of {size} bytes"));
         assert_eq!(mem.get("f").unwrap(), pattern(size, 7));
     }
 }
@@ -110,12 +122,66 @@ async fn a_file_rename_keeps_them() {
     e.fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0)
         .await
         .unwrap();
-    assert_eq!(e.store.inner().props("g").unwrap(), props());
+    assert_kept(e.store.inner(), "g", "rename");
     // A file created here has none of them.
     let (_, o) = e.fs.create(ROOT_INO, b"new", 0o644, ME).await.unwrap();
     e.fs.write(o.fh, 0, b"x").await.unwrap();
     e.fs.release(o.fh).await.unwrap();
     assert_eq!(e.store.inner().props("new").unwrap(), Props::default());
+    assert_eq!(e.store.inner().tags("new").unwrap(), Tags::new());
+}
+
+#[tokio::test]
+async fn a_rename_copied_part_by_part_keeps_them() {
+    // Over the copy limit a rename is a multipart copy, which carries no tags by
+    // itself: they are read once and sent with the new upload.
+    let e = env_with(store(7 * MIB), |c| c.write.copy_limit = 6 * MIB as u64);
+    e.fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", 0)
+        .await
+        .unwrap();
+    assert_eq!(e.stats.snapshot(Op::UploadPartCopy).requests, 2);
+    assert_eq!(e.stats.snapshot(Op::GetObjectTagging).requests, 1);
+    assert_kept(e.store.inner(), "g", "multipart rename");
+    assert_eq!(e.store.inner().get("g").unwrap(), pattern(7 * MIB, 1));
+}
+
+#[tokio::test]
+async fn a_directory_rename_keeps_them_on_every_file() {
+    let mem = MemoryStore::new();
+    for k in ["d/a", "d/sub/b"] {
+        mem.put_with_props(k, pattern(10, 2), props());
+        mem.put_tags(k, &TAGS);
+    }
+    mem.put_with_props("d/big", pattern(7 * MIB, 3), props());
+    mem.put_tags("d/big", &TAGS);
+    let e = env_with(mem, |c| c.write.copy_limit = 6 * MIB as u64);
+    e.fs.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0)
+        .await
+        .unwrap();
+    let mem = e.store.inner();
+    for k in ["e/a", "e/sub/b", "e/big"] {
+        assert_kept(mem, k, &format!("directory rename ({k})"));
+    }
+    assert_eq!(mem.get("e/big").unwrap(), pattern(7 * MIB, 3));
+    assert!(mem.keys().iter().all(|k| !k.starts_with("d/")));
+}
+
+#[tokio::test]
+async fn a_directory_rename_keeps_each_files_modification_time() {
+    let mem = MemoryStore::new();
+    mem.put("d/a", "x");
+    let then = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    mem.set_last_modified("d/a", then);
+    let e = env(mem);
+    e.fs.rename(ROOT_INO, b"d", ROOT_INO, b"e", 0)
+        .await
+        .unwrap();
+    let d = e.fs.lookup(ROOT_INO, b"e").await.unwrap();
+    let after = e.fs.lookup(d.ino, b"a").await.unwrap().stat.mtime;
+    assert_eq!(
+        after, then,
+        "the copy's new LastModified is not the file's mtime"
+    );
 }
 
 #[tokio::test]
@@ -219,4 +285,160 @@ async fn a_files_presigned_url_is_an_xattr_made_without_a_request() {
         .unwrap()
         .iter()
         .any(|n| n == "user.s3.presigned_url"));
+}
+
+#[tokio::test]
+async fn tags_are_xattrs_read_only_when_asked_for() {
+    let e = env(store(100));
+    let tagging = |e: &super::write_tests::Env<MemoryStore>| {
+        [
+            Op::GetObjectTagging,
+            Op::PutObjectTagging,
+            Op::DeleteObjectTagging,
+        ]
+        .map(|op| e.stats.snapshot(op).requests)
+    };
+    // Lookups and listings (what `ls -l` does) never ask for tags.
+    let ino = f_ino(&e.fs).await;
+    e.fs.getattr(ino).await.unwrap();
+    let h = e.fs.opendir(ROOT_INO).unwrap();
+    e.fs.readdir(ROOT_INO, h, 0).await.unwrap();
+    assert_eq!(tagging(&e), [0, 0, 0], "ls -l");
+
+    // One tag read is one GetObjectTagging.
+    let v = e.fs.getxattr(ino, b"user.s3.tag.project").await.unwrap();
+    assert_eq!(v, b"apollo 11");
+    assert_eq!(tagging(&e), [1, 0, 0]);
+    let missing = e.fs.getxattr(ino, b"user.s3.tag.nope").await.unwrap_err();
+    assert_eq!(missing.errno(), libc::ENODATA);
+
+    // The list names them (the HEAD counts two, so one more GetObjectTagging).
+    let names = e.fs.listxattr(ino).await.unwrap();
+    for n in ["user.s3.tag.project", "user.s3.tag.tier"] {
+        assert!(names.iter().any(|x| x == n), "{n} not in {names:?}");
+    }
+    assert_eq!(tagging(&e), [3, 0, 0]);
+
+    // Setting one is a read and a PutObjectTagging: no download, no copy, same object.
+    let etag = e.store.inner().head_etag("f");
+    let (gets, copies) = (
+        e.stats.snapshot(Op::GetObject).requests,
+        e.stats.snapshot(Op::CopyObject).requests,
+    );
+    e.fs.setxattr(ino, b"user.s3.tag.tier", b"silver")
+        .await
+        .unwrap();
+    e.fs.setxattr(ino, "user.s3.tag.Ünïcode".as_bytes(), "wért".as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(tagging(&e), [5, 2, 0]);
+    assert_eq!(e.stats.snapshot(Op::GetObject).requests, gets);
+    assert_eq!(e.stats.snapshot(Op::CopyObject).requests, copies);
+    assert_eq!(e.store.inner().head_etag("f"), etag);
+    let want: Tags = [
+        ("project", "apollo 11"),
+        ("tier", "silver"),
+        ("Ünïcode", "wért"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(e.store.inner().tags("f").unwrap(), want);
+
+    // Removing the last one deletes the set.
+    for t in ["project", "tier", "Ünïcode"] {
+        let n = format!("user.s3.tag.{t}");
+        e.fs.removexattr(ino, n.as_bytes()).await.unwrap();
+    }
+    assert_eq!(e.store.inner().tags("f").unwrap(), Tags::new());
+    assert_eq!(
+        tagging(&e)[2],
+        1,
+        "the last removal is a DeleteObjectTagging"
+    );
+    let gone =
+        e.fs.removexattr(ino, b"user.s3.tag.tier")
+            .await
+            .unwrap_err();
+    assert_eq!(gone.errno(), libc::ENODATA);
+    // With no tags counted, listing the xattrs asks for none.
+    e.fs.setattr(
+        ino,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = tagging(&e);
+    e.fs.listxattr(ino).await.unwrap();
+    assert_eq!(tagging(&e), before);
+}
+
+#[tokio::test]
+async fn bad_tags_are_refused_and_change_nothing() {
+    let e = env(store(100));
+    let ino = f_ino(&e.fs).await;
+    let fs = &e.fs;
+    let err = |r: Result<()>| r.unwrap_err().errno();
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.tag.aws:x", b"v").await),
+        libc::EINVAL
+    );
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.tag.a", &[0xff, 0xfe]).await),
+        libc::EINVAL
+    );
+    assert_eq!(
+        err(fs
+            .setxattr(ino, b"user.s3.tag.a", "x".repeat(257).as_bytes())
+            .await),
+        libc::EINVAL
+    );
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.tag.a;b", b"v").await),
+        libc::EINVAL
+    );
+    for i in 0..8 {
+        let n = format!("user.s3.tag.t{i}");
+        fs.setxattr(ino, n.as_bytes(), b"v").await.unwrap();
+    }
+    assert_eq!(
+        err(fs.setxattr(ino, b"user.s3.tag.eleventh", b"v").await),
+        libc::E2BIG
+    );
+    assert_eq!(e.store.inner().tags("f").unwrap().len(), 10);
+    let d = fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
+    assert_eq!(
+        err(fs.setxattr(d.ino, b"user.s3.tag.a", b"v").await),
+        libc::EPERM
+    );
+}
+
+#[tokio::test]
+async fn a_tag_set_on_a_file_being_written_goes_up_with_it() {
+    let e = env(MemoryStore::new());
+    // A new file: the tag waits for the first upload, which carries it.
+    let (a, o) = e.fs.create(ROOT_INO, b"new", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"hello").await.unwrap();
+    e.fs.setxattr(a.ino, b"user.s3.tag.k", b"v").await.unwrap();
+    assert_eq!(e.fs.getxattr(a.ino, b"user.s3.tag.k").await.unwrap(), b"v");
+    assert_eq!(e.stats.snapshot(Op::PutObjectTagging).requests, 0);
+    e.fs.release(o.fh).await.unwrap();
+    let want: Tags = [("k".to_string(), "v".to_string())].into_iter().collect();
+    assert_eq!(e.store.inner().tags("new").unwrap(), want);
+    assert_eq!(e.store.inner().get("new").unwrap(), &b"hello"[..]);
+
+    // An existing file open for writing: tagged at once, and its next upload keeps it.
+    let o = e.fs.open(a.ino, libc::O_RDWR).await.unwrap();
+    e.fs.write(o.fh, 0, b"J").await.unwrap();
+    e.fs.setxattr(a.ino, b"user.s3.tag.k2", b"v2")
+        .await
+        .unwrap();
+    e.fs.release(o.fh).await.unwrap();
+    let tags = e.store.inner().tags("new").unwrap();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags["k2"], "v2");
+    assert_eq!(e.store.inner().get("new").unwrap(), &b"Jello"[..]);
 }

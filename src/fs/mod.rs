@@ -149,6 +149,12 @@ pub const TARGET_XATTR: &str = "user.bucketfs.target";
 /// [`FsConfig::presign_expires`].
 pub const PRESIGNED_XATTR: &str = "user.s3.presigned_url";
 
+/// The prefix of the xattrs that are a file's object tags: `user.s3.tag.NAME`. Each read
+/// is one GetObjectTagging (tags change without changing the object's ETag, so nothing
+/// cached could tell a stale set from a fresh one); a write is that plus one
+/// PutObjectTagging.
+pub const TAG_XATTR_PREFIX: &str = "user.s3.tag.";
+
 /// The name of the root xattr that reports the inode table's size as JSON:
 /// `{"inodes":N,"idle":M}` (idle: inodes the kernel holds no reference to).
 pub const INODES_XATTR: &str = "user.bucketfs.inodes";
@@ -1396,6 +1402,13 @@ impl<S: ObjectStore> Filesystem<S> {
                 .await?;
             return Ok(url.into_bytes());
         }
+        if let Some(tag) = name.strip_prefix(TAG_XATTR_PREFIX) {
+            let tags = self.object_tags(&inode).await?;
+            return tags
+                .get(tag)
+                .map(|v| v.clone().into_bytes())
+                .ok_or_else(|| Error::NoAttribute(format!("{}: no tag {tag:?}", inode.key)));
+        }
         let m = self.xattr_meta(&inode).await?;
         m.and_then(|m| attr::xattr_value(&m, name))
             .ok_or_else(|| Error::NoAttribute(format!("{}: no attribute {name}", inode.key)))
@@ -1403,15 +1416,32 @@ impl<S: ObjectStore> Filesystem<S> {
 
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>> {
         let inode = self.inodes.get(ino)?;
-        let mut names = self
-            .xattr_meta(&inode)
-            .await?
-            .map(|m| attr::xattr_names(&m))
-            .unwrap_or_default();
+        let m = self.xattr_meta(&inode).await?;
+        let mut names = m.as_deref().map(attr::xattr_names).unwrap_or_default();
         if inode.kind == Kind::File {
             names.push(PRESIGNED_XATTR.to_string());
+            // Only a HEAD that counts tags costs a GetObjectTagging.
+            if m.is_some_and(|m| m.tag_count > 0) {
+                let tags = self.object_tags(&inode).await?;
+                names.extend(tags.keys().map(|k| format!("{TAG_XATTR_PREFIX}{k}")));
+            }
         }
         Ok(names)
+    }
+
+    /// A file's tags: its object's, or, for a new file not uploaded yet, what its first
+    /// upload will set.
+    async fn object_tags(&self, inode: &Arc<Inode>) -> Result<crate::store::Tags> {
+        if inode.kind != Kind::File {
+            return Ok(Default::default());
+        }
+        if let Some(w) = self.writer(inode.ino) {
+            let g = w.lock().await;
+            if g.etag.is_none() {
+                return Ok(g.tags.clone());
+            }
+        }
+        Ok(self.store.get_tags(&inode.key).await?)
     }
 
     pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::attr::{self, Kind, Stat};
 use super::error::{Error, Result};
@@ -252,6 +252,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         stat.size = m.size;
         let user = attr::user_xattrs(&m);
+        let tags = self.tags_to_keep(&inode.key, &m).await?;
         if truncate {
             let mut w = Writer::new_empty(
                 &inode.key,
@@ -261,6 +262,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 Some(m.etag.clone()),
             );
             w.props = m.props.clone();
+            w.tags = tags;
             return Ok(w);
         }
         if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
@@ -278,7 +280,32 @@ impl<S: ObjectStore> Filesystem<S> {
             m.etag.clone(),
         );
         w.props = m.props.clone();
+        w.tags = tags;
         Ok(w)
+    }
+
+    /// The tags a rewrite of `key` (whose HEAD is `m`) must carry: one GetObjectTagging
+    /// when the HEAD counts any. A mount whose credentials may not read tags still
+    /// writes, and says the tags are lost.
+    pub(crate) async fn tags_to_keep(
+        &self,
+        key: &str,
+        m: &crate::store::ObjectMeta,
+    ) -> Result<crate::store::Tags> {
+        if m.tag_count == 0 {
+            return Ok(Default::default());
+        }
+        match self.store.get_tags(key).await {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind == crate::store::StoreErrorKind::AccessDenied => {
+                warn!(
+                    key,
+                    "the object's tags cannot be read, so a rewrite drops them: {}", e
+                );
+                Ok(Default::default())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// open() with write access or O_TRUNC.
@@ -643,6 +670,9 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<()> {
         self.check_writable()?;
         let inode = self.inodes.get(ino)?;
+        if let Some(tag) = name.strip_prefix(super::TAG_XATTR_PREFIX) {
+            return self.change_tag(&inode, tag, value).await;
+        }
         let Some(short) = name.strip_prefix("user.") else {
             return Err(Error::Unsupported(format!(
                 "{}: only user.* attributes can be set, not {name}",
@@ -766,6 +796,61 @@ impl<S: ObjectStore> Filesystem<S> {
         let released = self.release_writer(ino).await;
         r?;
         released
+    }
+
+    /// Set or remove (`value` None) the tag `tag` of a file: one GetObjectTagging and one
+    /// PutObjectTagging (DeleteObjectTagging for the last tag). A file open for writing
+    /// also keeps the new set for its next upload; a new file not uploaded yet gets it
+    /// with its first upload.
+    async fn change_tag(&self, inode: &Arc<Inode>, tag: &str, value: Option<&[u8]>) -> Result<()> {
+        let key = &inode.key;
+        if inode.kind != Kind::File {
+            return Err(Error::NotPermitted(format!(
+                "{key}: tags can only be set on a file"
+            )));
+        }
+        let value = match value {
+            None => None,
+            Some(v) => Some(std::str::from_utf8(v).map_err(|_| {
+                Error::Invalid(format!("{key}: the value of tag {tag:?} is not UTF-8"))
+            })?),
+        };
+        attr::check_tag(key, tag, value)?;
+        let w = self.writer(inode.ino);
+        let mut guard = match &w {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        };
+        let uploaded = guard.as_ref().is_none_or(|g| g.etag.is_some());
+        let mut tags = match guard.as_deref() {
+            Some(g) if !uploaded => g.tags.clone(),
+            _ => self.store.get_tags(key).await?,
+        };
+        match value {
+            Some(v) => {
+                tags.insert(tag.to_string(), v.to_string());
+                if tags.len() > crate::store::MAX_TAGS {
+                    return Err(Error::MetadataFull(format!(
+                        "{key}: S3 keeps at most {} tags per object",
+                        crate::store::MAX_TAGS
+                    )));
+                }
+            }
+            None => {
+                if tags.remove(tag).is_none() {
+                    return Err(Error::NoAttribute(format!("{key}: no tag {tag:?}")));
+                }
+            }
+        }
+        if uploaded {
+            self.store.set_tags(key, &tags).await.inspect_err(|e| {
+                error!(key = %key, tag, "tag change failed: {}", e);
+            })?;
+        }
+        if let Some(g) = guard.as_deref_mut() {
+            g.tags = tags;
+        }
+        Ok(())
     }
 
     /// Every file open for writing, taken out of the map so its lock is not held while

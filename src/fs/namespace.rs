@@ -320,7 +320,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .or_insert_with(|| attr::format_time(m.last_modified));
         let opts = PutOptions {
             user_metadata,
-            ..PutOptions::from_meta(&m)
+            ..self.copy_options(&src.key, &m).await?
         };
         let etag = self
             .uploader
@@ -483,12 +483,24 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
+    /// Everything a copy of `key` (whose HEAD is `m`) must carry. A CopyObject keeps
+    /// the tags by itself; a copy part by part (over the copy limit) sends them again.
+    async fn copy_options(&self, key: &str, m: &crate::store::ObjectMeta) -> Result<PutOptions> {
+        let mut opts = PutOptions::from_meta(m);
+        if m.size > self.uploader.cfg.copy_limit {
+            opts.tags = self.tags_to_keep(key, m).await?;
+        }
+        Ok(opts)
+    }
+
     async fn delete_key(&self, k: String) -> Result<()> {
         self.store.delete(&k).await.map_err(Error::from)
     }
 
-    /// One key of a directory rename: keeps its metadata (objects over 5 GiB are copied
-    /// part by part with the metadata their HeadObject shows).
+    /// One key of a directory rename, with everything it carries: its HEAD gives the
+    /// storage class and encryption, which a CopyObject would otherwise reset to the
+    /// bucket's defaults, and its modification time, which the copy's new LastModified
+    /// would replace (objects over the copy limit are copied part by part).
     async fn copy_for_rename(
         &self,
         k: String,
@@ -496,32 +508,28 @@ impl<S: ObjectStore> Filesystem<S> {
         size: u64,
         etag: String,
     ) -> (String, String, Result<String>) {
-        let r = if size == 0 && k.ends_with('/') {
-            // A directory marker: some servers keep these as real directories that
-            // CopyObject cannot read, so write a new marker with the same metadata.
-            match self.meta.head(&k).await {
-                Ok(m) => {
-                    let opts = m.map(|m| PutOptions::from_meta(&m)).unwrap_or_default();
-                    self.uploader.put(&t, Bytes::new(), &opts).await
-                }
-                Err(e) => Err(e),
+        let r = async {
+            self.meta.invalidate(&k).await;
+            let m = self.meta.head(&k).await?;
+            if size == 0 && k.ends_with('/') {
+                // A directory marker: some servers keep these as real directories that
+                // CopyObject cannot read, so write a new marker with the same metadata.
+                let opts = m.map(|m| PutOptions::from_meta(&m)).unwrap_or_default();
+                return self.uploader.put(&t, Bytes::new(), &opts).await;
             }
-        } else if size > self.uploader.cfg.copy_limit {
-            match self.meta.head(&k).await {
-                Ok(Some(m)) => {
-                    let opts = PutOptions::from_meta(&m);
-                    self.uploader
-                        .copy_object(&k, Some(&etag), &t, size, &opts, true)
-                        .await
-                }
-                Ok(None) => Err(Error::NotFound(k.to_string())),
-                Err(e) => Err(e),
+            let m = m.ok_or_else(|| Error::NotFound(k.to_string()))?;
+            if m.etag != etag {
+                debug!(key = %k, "changed since it was listed; copying what is there now");
             }
-        } else {
+            let mut opts = self.copy_options(&k, &m).await?;
+            opts.user_metadata
+                .entry("mtime".into())
+                .or_insert_with(|| attr::format_time(m.last_modified));
             self.uploader
-                .copy_object(&k, None, &t, size, &PutOptions::default(), false)
+                .copy_object(&k, Some(&m.etag), &t, m.size, &opts, true)
                 .await
-        };
+        }
+        .await;
         (k, t, r)
     }
 }

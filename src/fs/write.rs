@@ -88,6 +88,9 @@ pub struct Writer {
     /// Headers, storage class and encryption of the object this file rewrites: every
     /// upload of it keeps them.
     pub props: crate::store::Props,
+    /// Tags of the object this file rewrites: every upload of it carries them (a
+    /// CopyObject keeps them by itself).
+    pub tags: crate::store::Tags,
     data: Data,
     /// The content differs from S3.
     pub data_dirty: bool,
@@ -132,6 +135,7 @@ impl Writer {
             content_type,
             user,
             props: Default::default(),
+            tags: Default::default(),
             data: Data::fresh(),
             data_dirty: true,
             meta_dirty: false,
@@ -162,6 +166,7 @@ impl Writer {
             content_type,
             user,
             props: Default::default(),
+            tags: Default::default(),
             data: Data::Staged(Staged {
                 file: None,
                 base: Some(base),
@@ -201,6 +206,7 @@ impl Writer {
     fn opts(&self, with_times: bool) -> PutOptions {
         PutOptions {
             props: self.props.clone(),
+            tags: self.tags.clone(),
             ..attr::put_options(
                 &self.stat,
                 with_times,

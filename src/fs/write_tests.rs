@@ -31,6 +31,11 @@ pub(super) struct Env<S: ObjectStore> {
 }
 
 pub(super) fn env<S: ObjectStore>(inner: S) -> Env<S> {
+    env_with(inner, |_| {})
+}
+
+/// [`env`] with `tune` applied to its configuration.
+pub(super) fn env_with<S: ObjectStore>(inner: S, tune: impl FnOnce(&mut FsConfig)) -> Env<S> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CountingStore::new(inner));
     let stats = store.stats();
@@ -38,6 +43,7 @@ pub(super) fn env<S: ObjectStore>(inner: S) -> Env<S> {
     cfg.write.staging_dir = dir.path().join("staging");
     cfg.write.part_size = 5 * MIB as u64;
     cfg.write.memory_budget = 20 * MIB as u64;
+    tune(&mut cfg);
     Env {
         fs: Filesystem::new(store.clone(), cfg, Some(stats.clone())),
         stats,

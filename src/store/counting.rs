@@ -28,10 +28,13 @@ pub enum Op {
     AbortMultipartUpload,
     CopyObject,
     DeleteObject,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 14] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -43,6 +46,9 @@ impl Op {
         Op::AbortMultipartUpload,
         Op::CopyObject,
         Op::DeleteObject,
+        Op::GetObjectTagging,
+        Op::PutObjectTagging,
+        Op::DeleteObjectTagging,
     ];
 
     /// The S3 API name.
@@ -59,6 +65,9 @@ impl Op {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::CopyObject => "CopyObject",
             Op::DeleteObject => "DeleteObject",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
         }
     }
 
@@ -350,6 +359,25 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let t = self.stats.begin(Op::DeleteObject);
         let r = self.inner.delete(key).await;
+        t.finish(&r, 0, key);
+        r
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
+        let t = self.stats.begin(Op::GetObjectTagging);
+        let r = self.inner.get_tags(key).await;
+        t.finish(&r, 0, key);
+        r
+    }
+
+    async fn set_tags(&self, key: &str, tags: &super::Tags) -> StoreResult<()> {
+        let op = if tags.is_empty() {
+            Op::DeleteObjectTagging
+        } else {
+            Op::PutObjectTagging
+        };
+        let t = self.stats.begin(op);
+        let r = self.inner.set_tags(key, tags).await;
         t.finish(&r, 0, key);
         r
     }

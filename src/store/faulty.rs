@@ -30,11 +30,13 @@ pub enum FaultTarget {
     Abort,
     Copy,
     Delete,
+    GetTags,
+    SetTags,
 }
 
 impl FaultTarget {
     /// Every store operation.
-    pub const ALL: [FaultTarget; 11] = [
+    pub const ALL: [FaultTarget; 13] = [
         FaultTarget::List,
         FaultTarget::Head,
         FaultTarget::Get,
@@ -46,6 +48,8 @@ impl FaultTarget {
         FaultTarget::Abort,
         FaultTarget::Copy,
         FaultTarget::Delete,
+        FaultTarget::GetTags,
+        FaultTarget::SetTags,
     ];
 }
 
@@ -308,6 +312,16 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inject(FaultTarget::Delete, key).await?;
         self.inner.delete(key).await
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
+        self.inject(FaultTarget::GetTags, key).await?;
+        self.inner.get_tags(key).await
+    }
+
+    async fn set_tags(&self, key: &str, tags: &super::Tags) -> StoreResult<()> {
+        self.inject(FaultTarget::SetTags, key).await?;
+        self.inner.set_tags(key, tags).await
     }
 
     async fn presign(

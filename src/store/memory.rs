@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::{
     CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props, PutOptions, StoreError,
-    StoreErrorKind, StoreResult,
+    StoreErrorKind, StoreResult, Tags,
 };
 
 /// S3's minimum size of every part but the last of a multipart upload.
@@ -35,6 +35,7 @@ struct Object {
     content_type: Option<String>,
     user_metadata: HashMap<String, String>,
     props: Props,
+    tags: Tags,
 }
 
 /// A bucket held in memory.
@@ -110,6 +111,7 @@ impl MemoryStore {
             content_type: opts.content_type.clone(),
             user_metadata: opts.user_metadata.clone(),
             props: opts.props.clone(),
+            tags: opts.tags.clone(),
         }
     }
 
@@ -131,6 +133,7 @@ impl MemoryStore {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             props: Props::default(),
+            tags: Tags::new(),
         };
         self.objects.lock().insert(key.to_string(), obj);
     }
@@ -146,6 +149,28 @@ impl MemoryStore {
     /// The headers, storage class and encryption of `key`.
     pub fn props(&self, key: &str) -> Option<Props> {
         self.objects.lock().get(key).map(|o| o.props.clone())
+    }
+
+    /// Set the tags of `key` (as another client would: the ETag stays).
+    pub fn put_tags(&self, key: &str, tags: &[(&str, &str)]) {
+        if let Some(o) = self.objects.lock().get_mut(key) {
+            o.tags = tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+    }
+
+    /// Backdate `key`'s LastModified (as an object written long ago).
+    pub fn set_last_modified(&self, key: &str, t: SystemTime) {
+        if let Some(o) = self.objects.lock().get_mut(key) {
+            o.last_modified = t;
+        }
+    }
+
+    /// The tags of `key`, if it exists.
+    pub fn tags(&self, key: &str) -> Option<Tags> {
+        self.objects.lock().get(key).map(|o| o.tags.clone())
     }
 
     /// Mark an object as archived in `class` (GLACIER, DEEP_ARCHIVE).
@@ -330,6 +355,7 @@ impl ObjectStore for MemoryStore {
             version_id: None,
             user_metadata: o.user_metadata.clone(),
             restore: None,
+            tag_count: o.tags.len() as u32,
         })
     }
 
@@ -549,11 +575,15 @@ impl ObjectStore for MemoryStore {
                         bucket_key: None,
                         ..src.props.clone()
                     },
+                    tags: Tags::new(),
                 };
                 &kept
             }
         };
-        let obj = self.new_object(src.body.clone(), opts);
+        // TaggingDirective COPY (S3's default, whatever the metadata directive).
+        let tags = src.tags.clone();
+        let mut obj = self.new_object(src.body.clone(), opts);
+        obj.tags = tags;
         let etag = obj.etag.clone();
         objects.insert(dest.to_string(), obj);
         Ok(etag)
@@ -563,6 +593,30 @@ impl ObjectStore for MemoryStore {
         tokio::task::yield_now().await;
         self.objects.lock().remove(key);
         self.deleted.lock().push(key.to_string());
+        Ok(())
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        tokio::task::yield_now().await;
+        let objects = self.objects.lock();
+        let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
+        Ok(o.tags.clone())
+    }
+
+    async fn set_tags(&self, key: &str, tags: &Tags) -> StoreResult<()> {
+        tokio::task::yield_now().await;
+        if tags.len() > super::MAX_TAGS {
+            return Err(other(
+                key,
+                "BadRequest",
+                "an object can have at most 10 tags",
+            ));
+        }
+        let mut objects = self.objects.lock();
+        let o = objects
+            .get_mut(key)
+            .ok_or_else(|| StoreError::not_found(key))?;
+        o.tags = tags.clone();
         Ok(())
     }
 

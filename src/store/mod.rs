@@ -8,7 +8,7 @@ pub mod memory;
 pub mod retry;
 pub mod s3;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -127,7 +127,16 @@ pub struct ObjectMeta {
     pub user_metadata: HashMap<String, String>,
     /// Restore status header (`ongoing-request="false", expiry-date=...`), if any.
     pub restore: Option<String>,
+    /// How many tags the object has (`x-amz-tagging-count`; S3 leaves the header out
+    /// when there are none, so 0 also stands for "not reported").
+    pub tag_count: u32,
 }
+
+/// An object's tags, by name (names and values are Unicode).
+pub type Tags = BTreeMap<String, String>;
+
+/// How many tags S3 allows on one object.
+pub const MAX_TAGS: usize = 10;
 
 /// What an upload or a metadata rewrite sets on the new object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -137,6 +146,9 @@ pub struct PutOptions {
     pub user_metadata: HashMap<String, String>,
     /// Headers, storage class and encryption of the new object.
     pub props: Props,
+    /// Tags of the new object (`x-amz-tagging`; none when empty). A CopyObject keeps
+    /// the source's tags and ignores these.
+    pub tags: Tags,
 }
 
 impl PutOptions {
@@ -146,6 +158,7 @@ impl PutOptions {
             content_type: m.content_type.clone(),
             user_metadata: m.user_metadata.clone(),
             props: m.props.clone(),
+            tags: Tags::new(),
         }
     }
 }
@@ -233,6 +246,13 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// DeleteObject. Deleting a missing key succeeds, as in S3.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// GetObjectTagging: the object's tags.
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags>;
+
+    /// PutObjectTagging with the whole new set, or DeleteObjectTagging when `tags` is
+    /// empty (some servers refuse an empty set).
+    async fn set_tags(&self, key: &str, tags: &Tags) -> StoreResult<()>;
 
     /// A URL that lets anyone holding it GET (or PUT) `key` for `expires` from now,
     /// signed locally: no request is sent.

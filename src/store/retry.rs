@@ -231,6 +231,15 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         self.run("delete", || self.inner.delete(key)).await
     }
 
+    async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
+        self.run("get tags", || self.inner.get_tags(key)).await
+    }
+
+    async fn set_tags(&self, key: &str, tags: &super::Tags) -> StoreResult<()> {
+        self.run("set tags", || self.inner.set_tags(key, tags))
+            .await
+    }
+
     async fn presign(
         &self,
         key: &str,
@@ -292,10 +301,15 @@ mod tests {
             }
             FaultTarget::Copy => s.copy("k", "c", None, None).await.map(|_| ()),
             FaultTarget::Delete => s.delete("k").await,
+            FaultTarget::GetTags => s.get_tags("k").await.map(|_| ()),
+            FaultTarget::SetTags => {
+                let tags = [("a".to_string(), "b".to_string())].into_iter().collect();
+                s.set_tags("k", &tags).await
+            }
         }
     }
 
-    const TARGETS: [FaultTarget; 11] = FaultTarget::ALL;
+    const TARGETS: [FaultTarget; 13] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::{
     CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod, Props,
-    PutOptions, StoreError, StoreErrorKind, StoreResult,
+    PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
 };
 
 /// Where and how to connect.
@@ -281,18 +281,35 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 /// The `x-amz-copy-source` value for `key` in `bucket`: `bucket/key` with the key
 /// percent-encoded (everything but unreserved characters and `/`), as S3 requires.
 fn copy_source(bucket: &str, key: &str) -> String {
-    let mut out = String::with_capacity(bucket.len() + 1 + key.len());
-    out.push_str(bucket);
-    out.push('/');
-    for b in key.bytes() {
+    let key: Vec<String> = key.split('/').map(percent_encode).collect();
+    format!("{bucket}/{}", key.join("/"))
+}
+
+/// `%XX` for every byte of `s` but the unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(b as char)
             }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
     out
+}
+
+/// The `x-amz-tagging` header for `tags` (`name=value&...`, URL-encoded); `None` when
+/// there are none.
+fn tagging(tags: &Tags) -> Option<String> {
+    if tags.is_empty() {
+        return None;
+    }
+    let pairs: Vec<String> = tags
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    Some(pairs.join("&"))
 }
 
 /// User metadata as the SDK wants it: `None` when there is none.
@@ -479,6 +496,7 @@ impl ObjectStore for S3Store {
                 })
                 .unwrap_or_default(),
             restore: out.restore().map(str::to_string),
+            tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
         })
     }
 
@@ -554,7 +572,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .body(ByteStream::from(body))
             .set_content_type(opts.content_type.clone())
-            .set_metadata(metadata(&opts.user_metadata));
+            .set_metadata(metadata(&opts.user_metadata))
+            .set_tagging(tagging(&opts.tags));
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -570,7 +589,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .set_content_type(opts.content_type.clone())
-            .set_metadata(metadata(&opts.user_metadata));
+            .set_metadata(metadata(&opts.user_metadata))
+            .set_tagging(tagging(&opts.tags));
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -749,6 +769,61 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        let what = format!("get tags of s3://{}/{key}", self.bucket);
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    async fn set_tags(&self, key: &str, tags: &Tags) -> StoreResult<()> {
+        if tags.is_empty() {
+            let what = format!("delete tags of s3://{}/{key}", self.bucket);
+            self.client
+                .delete_object_tagging()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| map_err(&what, e))?;
+            return Ok(());
+        }
+        let what = format!("put tags on s3://{}/{key}", self.bucket);
+        let set = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{what}: {e}")))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{what}: {e}")))?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(())
     }
 
     async fn presign(
