@@ -315,3 +315,103 @@ fn bucketfs_presign_signs_get_and_put_urls_for_mount_paths_and_s3_urls() {
     assert!(err.contains("not inside a bucketfs mount"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// The tags of `key`, sorted, as `name=value` strings.
+fn tags(b: &Bucket, key: &str) -> Vec<String> {
+    let out = rt()
+        .block_on(
+            b.client()
+                .get_object_tagging()
+                .bucket(&b.name)
+                .key(key)
+                .send(),
+        )
+        .expect("get tags");
+    let mut v: Vec<String> = out
+        .tag_set()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn removexattr(path: &std::path::Path, name: &str) {
+    let out = Command::new("setfattr")
+        .args(["-x", name])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "setfattr -x {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tags_are_xattrs_fetched_only_when_asked_for_and_kept_by_rewrites() {
+    // Both servers keep tags.
+    for endpoint in [moto_endpoint(), endpoint()] {
+        let b = Bucket::new_at(&endpoint, "tags");
+        rt().block_on(
+            b.client()
+                .put_object()
+                .bucket(&b.name)
+                .key("d/t.csv")
+                .tagging("team=data&stage=raw%20input")
+                .body(ByteStream::from(b"a,b\n".to_vec()))
+                .send(),
+        )
+        .expect("put d/t.csv");
+        b.put("d/plain", "x");
+        let m = Mount::new_at(&endpoint, &b.name, &[]);
+        let f = m.p("d/t.csv");
+
+        // `ls -l` costs no tagging call.
+        m.reset_stats();
+        sh(m.path(), "ls -l d >/dev/null");
+        assert_eq!(m.requests("GetObjectTagging"), 0, "{endpoint}: ls -l");
+
+        // One tag read is one GetObjectTagging.
+        m.reset_stats();
+        assert_eq!(xattr(&f, "user.s3.tag.stage"), "raw input");
+        assert_eq!(m.requests("GetObjectTagging"), 1, "{endpoint}: getfattr -n");
+
+        // getfattr -d names them; a file with no tags costs no tagging call.
+        let dump = sh(m.path(), "getfattr -d d/t.csv");
+        assert!(dump.contains("user.s3.tag.team=\"data\""), "{dump}");
+        m.reset_stats();
+        sh(m.path(), "getfattr -d d/plain >/dev/null");
+        assert_eq!(m.requests("GetObjectTagging"), 0, "{endpoint}: untagged");
+
+        // Set and remove: the object's bytes are not touched.
+        m.reset_stats();
+        setfattr(&f, "user.s3.tag.stage", "clean");
+        assert_eq!(m.requests("PutObjectTagging"), 1);
+        assert_eq!(m.requests("GetObject") + m.requests("CopyObject"), 0);
+        removexattr(&f, "user.s3.tag.team");
+        assert_eq!(tags(&b, "d/t.csv"), ["stage=clean"], "{endpoint}");
+        setfattr(&f, "user.s3.tag.team", "ops");
+
+        // Rewrites keep them: chmod, append, overwrite, rename.
+        let want = ["stage=clean", "team=ops"];
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(tags(&b, "d/t.csv"), want, "{endpoint}: after chmod");
+        let mut h = std::fs::OpenOptions::new().append(true).open(&f).unwrap();
+        h.write_all(b"c,d\n").unwrap();
+        drop(h);
+        assert_eq!(tags(&b, "d/t.csv"), want, "{endpoint}: after an append");
+        std::fs::write(&f, b"new\n").unwrap();
+        assert_eq!(tags(&b, "d/t.csv"), want, "{endpoint}: after an overwrite");
+        std::fs::rename(&f, m.p("d/u.csv")).unwrap();
+        assert_eq!(tags(&b, "d/u.csv"), want, "{endpoint}: after a rename");
+        std::fs::rename(m.p("d"), m.p("e")).unwrap();
+        assert_eq!(
+            tags(&b, "e/u.csv"),
+            want,
+            "{endpoint}: after a directory rename"
+        );
+        assert_eq!(b.get("e/u.csv"), b"new\n");
+    }
+}

@@ -3,7 +3,9 @@
 //! of the kernel's lookups after a readdir; what statahead fetched also waits, for up to
 //! [`AHEAD_HORIZON`], for the one lookup it was fetched for, so a long `ls -l` on a busy
 //! machine (or a slow server) does not fetch an entry twice when the TTL runs out
-//! between statahead's request and the kernel's lookup.
+//! between statahead's request and the kernel's lookup. An object's tags, fetched only
+//! when asked for, are cached beside its HEAD for the same TTL (a `getfattr` asks twice:
+//! once for the size, once for the value).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::error::{Error, Result};
-use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind};
+use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind, Tags};
 
 /// `None` = the key does not exist.
 pub type HeadResult = Option<Arc<ObjectMeta>>;
@@ -23,6 +25,8 @@ pub const AHEAD_HORIZON: Duration = Duration::from_secs(30);
 pub struct MetaCache<S> {
     store: Arc<S>,
     cache: Option<moka::future::Cache<String, HeadResult>>,
+    /// GetObjectTagging results.
+    tags: Option<moka::future::Cache<String, Arc<Tags>>>,
     /// Statahead results no lookup has used yet, with the listing pass that asked.
     ahead: moka::sync::Cache<String, (u64, HeadResult)>,
 }
@@ -35,6 +39,12 @@ impl<S: ObjectStore> MetaCache<S> {
                 .max_capacity(200_000)
                 .build()
         });
+        let tags = (!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .time_to_live(ttl)
+                .max_capacity(10_000)
+                .build()
+        });
         let ahead = moka::sync::Cache::builder()
             .time_to_live(AHEAD_HORIZON)
             .max_capacity(if ttl.is_zero() { 0 } else { 20_000 })
@@ -42,6 +52,7 @@ impl<S: ObjectStore> MetaCache<S> {
         MetaCache {
             store,
             cache,
+            tags,
             ahead,
         }
     }
@@ -122,6 +133,32 @@ impl<S: ObjectStore> MetaCache<S> {
         (r, rtt)
     }
 
+    /// The tags of `key`: one GetObjectTagging, unless fresh in the cache (concurrent
+    /// callers share one request).
+    pub async fn tags(&self, key: &str) -> Result<Arc<Tags>> {
+        let fetch = async {
+            self.store
+                .get_tags(key)
+                .await
+                .map(Arc::new)
+                .map_err(Error::from)
+        };
+        match &self.tags {
+            None => fetch.await,
+            Some(c) => c
+                .try_get_with(key.to_string(), fetch)
+                .await
+                .map_err(|e: Arc<Error>| (*e).clone()),
+        }
+    }
+
+    /// `key` now has `tags` (this mount set them).
+    pub async fn tags_changed(&self, key: &str, tags: Tags) {
+        if let Some(c) = &self.tags {
+            c.insert(key.to_string(), Arc::new(tags)).await;
+        }
+    }
+
     /// The cached result for `key`, if any, without a request.
     pub async fn peek(&self, key: &str) -> Option<HeadResult> {
         self.cache.as_ref()?.get(key).await
@@ -132,12 +169,18 @@ impl<S: ObjectStore> MetaCache<S> {
         if let Some(c) = &self.cache {
             c.run_pending_tasks().await;
         }
+        if let Some(c) = &self.tags {
+            c.run_pending_tasks().await;
+        }
         self.ahead.run_pending_tasks();
     }
 
     pub async fn invalidate(&self, key: &str) {
         self.ahead.invalidate(key);
         if let Some(c) = &self.cache {
+            c.invalidate(key).await;
+        }
+        if let Some(c) = &self.tags {
             c.invalidate(key).await;
         }
     }

@@ -149,10 +149,9 @@ pub const TARGET_XATTR: &str = "user.bucketfs.target";
 /// [`FsConfig::presign_expires`].
 pub const PRESIGNED_XATTR: &str = "user.s3.presigned_url";
 
-/// The prefix of the xattrs that are a file's object tags: `user.s3.tag.NAME`. Each read
-/// is one GetObjectTagging (tags change without changing the object's ETag, so nothing
-/// cached could tell a stale set from a fresh one); a write is that plus one
-/// PutObjectTagging.
+/// The prefix of the xattrs that are a file's object tags: `user.s3.tag.NAME`. They are
+/// fetched only when one is asked for (one GetObjectTagging, cached for the metadata
+/// TTL); a write is one PutObjectTagging more.
 pub const TAG_XATTR_PREFIX: &str = "user.s3.tag.";
 
 /// The name of the root xattr that reports the inode table's size as JSON:
@@ -1441,7 +1440,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Ok(g.tags.clone());
             }
         }
-        Ok(self.store.get_tags(&inode.key).await?)
+        Ok((*self.meta.tags(&inode.key).await?).clone())
     }
 
     pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {

@@ -295,16 +295,16 @@ impl<S: ObjectStore> Filesystem<S> {
         if m.tag_count == 0 {
             return Ok(Default::default());
         }
-        match self.store.get_tags(key).await {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind == crate::store::StoreErrorKind::AccessDenied => {
+        match self.meta.tags(key).await {
+            Ok(t) => Ok((*t).clone()),
+            Err(Error::Store(e)) if e.kind == crate::store::StoreErrorKind::AccessDenied => {
                 warn!(
                     key,
                     "the object's tags cannot be read, so a rewrite drops them: {}", e
                 );
                 Ok(Default::default())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
@@ -824,7 +824,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let uploaded = guard.as_ref().is_none_or(|g| g.etag.is_some());
         let mut tags = match guard.as_deref() {
             Some(g) if !uploaded => g.tags.clone(),
-            _ => self.store.get_tags(key).await?,
+            _ => (*self.meta.tags(key).await?).clone(),
         };
         match value {
             Some(v) => {
@@ -843,9 +843,13 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         if uploaded {
-            self.store.set_tags(key, &tags).await.inspect_err(|e| {
+            let r = self.store.set_tags(key, &tags).await;
+            if let Err(e) = r {
                 error!(key = %key, tag, "tag change failed: {}", e);
-            })?;
+                self.meta.invalidate(key).await;
+                return Err(e.into());
+            }
+            self.meta.tags_changed(key, tags.clone()).await;
         }
         if let Some(g) = guard.as_deref_mut() {
             g.tags = tags;
