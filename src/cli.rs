@@ -63,6 +63,17 @@ pub struct ConnectArgs {
     /// Path-style addressing (`endpoint/bucket/key`), for most non-AWS servers.
     #[arg(long)]
     pub force_path_style: bool,
+    /// Anonymous, unsigned requests, for public buckets (no credentials needed). The
+    /// mount is read-only.
+    #[arg(long)]
+    pub no_sign_request: bool,
+    /// The bucket is requester-pays: every request says the requester pays for it.
+    #[arg(long)]
+    pub requester_pays: bool,
+    /// The account ID that must own the bucket: S3 refuses every request (403) if
+    /// another account owns it.
+    #[arg(long, value_parser = parse_account)]
+    pub expected_bucket_owner: Option<String>,
 }
 
 impl ConnectArgs {
@@ -167,6 +178,13 @@ pub struct MountArgs {
     /// with a KMS key keep theirs when rewritten.
     #[arg(long, value_parser = ["AES256", "aws:kms", "aws:kms:dsse"])]
     pub sse: Option<String>,
+    /// Canned ACL of every object written: private, public-read, public-read-write,
+    /// authenticated-read, aws-exec-read, bucket-owner-read, bucket-owner-full-control.
+    #[arg(long, value_parser = [
+        "private", "public-read", "public-read-write", "authenticated-read",
+        "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control",
+    ])]
+    pub acl: Option<String>,
     /// The KMS key of `--sse aws:kms` (default: the account's aws/s3 key).
     #[arg(long, requires = "sse")]
     pub sse_kms_key_id: Option<String>,
@@ -201,6 +219,15 @@ fn parse_storage_class(s: &str) -> Result<String, String> {
         Err(format!(
             "{s:?} is not a storage class like STANDARD_IA (upper case, as S3 spells it)"
         ))
+    }
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not an account ID like 111122223333"))
     }
 }
 

@@ -236,6 +236,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
             mode,
             kms_key_id: args.sse_kms_key_id.clone(),
         }),
+        acl: args.acl.clone(),
+        requester_pays: args.s3.requester_pays,
+        expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
+        no_sign_request: args.s3.no_sign_request,
     };
     let endpoint = args
         .s3
@@ -273,7 +277,9 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         MetadataSourceArg::Posix => MetadataSource::Posix,
         MetadataSourceArg::Listing => MetadataSource::Listing,
     };
-    cfg.read_only = args.read_only;
+    // Anonymous requests cannot write to a bucket that does not take them: say so at
+    // open (EROFS) rather than at close.
+    cfg.read_only = args.read_only || args.s3.no_sign_request;
     cfg.prefetch.part_size = args.part_size.max(1) * 1024 * 1024;
     cfg.prefetch.memory_budget = args.max_memory.max(16) * 1024 * 1024;
     cfg.write.part_size = args.part_size.max(5) * 1024 * 1024;

@@ -94,7 +94,9 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         profile: args.s3.profile.clone(),
         force_path_style: target.force_path_style,
         max_attempts: 1,
-        sse: None,
+        // A presigned URL must not need headers its holder would not send: no
+        // requester-pays or owner headers here.
+        ..Default::default()
     };
     let method = match args.method {
         PresignMethodArg::Get => PresignMethod::Get,

@@ -415,3 +415,63 @@ fn tags_are_xattrs_fetched_only_when_asked_for_and_kept_by_rewrites() {
         assert_eq!(b.get("e/u.csv"), b"new\n");
     }
 }
+
+#[test]
+fn acl_requester_pays_and_owner_options_write_and_anonymous_mounts_only_read() {
+    let b = Bucket::new_at(&moto_endpoint(), "acl");
+    // A public bucket: anyone may list it and read pub/r.txt.
+    let c = b.client();
+    rt().block_on(async {
+        c.put_bucket_acl()
+            .bucket(&b.name)
+            .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+            .send()
+            .await
+            .expect("bucket acl");
+        c.put_object()
+            .bucket(&b.name)
+            .key("pub/r.txt")
+            .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+            .body(ByteStream::from_static(b"public"))
+            .send()
+            .await
+            .expect("put pub/r.txt");
+    });
+    let m = Mount::new_at(
+        &moto_endpoint(),
+        &b.name,
+        &[
+            "--acl",
+            "public-read",
+            "--requester-pays",
+            "--expected-bucket-owner",
+            "123456789012",
+        ],
+    );
+    std::fs::write(m.p("w.txt"), b"written").unwrap();
+    assert_eq!(std::fs::read(m.p("pub/r.txt")).unwrap(), b"public");
+    assert_eq!(b.get("w.txt"), b"written");
+    let acl = rt()
+        .block_on(
+            b.client()
+                .get_object_acl()
+                .bucket(&b.name)
+                .key("w.txt")
+                .send(),
+        )
+        .expect("get acl");
+    let public_read = acl.grants().iter().any(|g| {
+        g.permission().map(|p| p.as_str()) == Some("READ")
+            && g.grantee().and_then(|x| x.uri())
+                == Some("http://acs.amazonaws.com/groups/global/AllUsers")
+    });
+    assert!(public_read, "{:?}", acl.grants());
+    drop(m);
+
+    // Anonymous: reads work, writes are refused at open.
+    let anon = Mount::new_at(&moto_endpoint(), &b.name, &["--no-sign-request"]);
+    assert_eq!(std::fs::read(anon.p("pub/r.txt")).unwrap(), b"public");
+    let e = std::fs::write(anon.p("new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    assert!(!b.exists("new"));
+}

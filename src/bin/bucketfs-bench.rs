@@ -206,10 +206,8 @@ async fn client(t: &Target) -> Client {
         bucket: t.bucket.clone(),
         force_path_style: endpoint.is_some(),
         endpoint_url: endpoint,
-        region: None,
-        profile: None,
         max_attempts: 3,
-        sse: None,
+        ..Default::default()
     };
     S3Store::connect(&cfg).await.client().clone()
 }

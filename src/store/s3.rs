@@ -15,7 +15,8 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, EncodingType, MetadataDirective, ServerSideEncryption, StorageClass,
+    CompletedMultipartUpload, EncodingType, MetadataDirective, ObjectCannedAcl,
+    ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use bytes::Bytes;
@@ -37,6 +38,47 @@ pub struct S3Config {
     pub max_attempts: u32,
     /// Server-side encryption asked for on every write (`--sse`).
     pub sse: Option<Encryption>,
+    /// Canned ACL of every object written (`--acl`).
+    pub acl: Option<String>,
+    /// Send `x-amz-request-payer: requester` on every request (`--requester-pays`).
+    pub requester_pays: bool,
+    /// The account that must own the bucket (`--expected-bucket-owner`): S3 refuses a
+    /// request to a bucket someone else owns.
+    pub expected_bucket_owner: Option<String>,
+    /// Anonymous requests, unsigned (`--no-sign-request`).
+    pub no_sign_request: bool,
+}
+
+/// Headers every request carries (requester pays, expected bucket owner), added by
+/// one interceptor so no operation can miss them.
+#[derive(Debug)]
+struct ExtraHeaders {
+    all: Vec<(&'static str, String)>,
+    /// The expected owner of a copy's source bucket (the same bucket here).
+    copy_source_owner: Option<String>,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ExtraHeaders {
+    fn name(&self) -> &'static str {
+        "bucketfs-extra-headers"
+    }
+
+    fn modify_before_signing(
+        &self,
+        ctx: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let headers = ctx.request_mut().headers_mut();
+        let copy = headers.contains_key("x-amz-copy-source");
+        for (k, v) in &self.all {
+            headers.try_insert(*k, v.clone())?;
+        }
+        if let (true, Some(o)) = (copy, &self.copy_source_owner) {
+            headers.try_insert("x-amz-source-expected-bucket-owner", o.clone())?;
+        }
+        Ok(())
+    }
 }
 
 /// Server-side encryption to ask for: `AES256`, `aws:kms` or `aws:kms:dsse`, with the
@@ -53,6 +95,7 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     sse: Option<Encryption>,
+    acl: Option<ObjectCannedAcl>,
 }
 
 impl S3Store {
@@ -65,6 +108,9 @@ impl S3Store {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
         if let Some(p) = &cfg.profile {
             loader = loader.profile_name(p);
+        }
+        if cfg.no_sign_request {
+            loader = loader.no_credentials();
         }
         let sdk = loader.load().await;
         let attempts = cfg.max_attempts.max(1);
@@ -96,10 +142,24 @@ impl S3Store {
                 b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
             }
         }
+        let mut all = Vec::new();
+        if cfg.requester_pays {
+            all.push(("x-amz-request-payer", "requester".to_string()));
+        }
+        if let Some(o) = &cfg.expected_bucket_owner {
+            all.push(("x-amz-expected-bucket-owner", o.clone()));
+        }
+        if !all.is_empty() {
+            b = b.interceptor(ExtraHeaders {
+                all,
+                copy_source_owner: cfg.expected_bucket_owner.clone(),
+            });
+        }
         S3Store {
             client: Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
             sse: cfg.sse.clone(),
+            acl: cfg.acl.as_deref().map(ObjectCannedAcl::from),
         }
     }
 
@@ -573,7 +633,8 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(&opts.user_metadata))
-            .set_tagging(tagging(&opts.tags));
+            .set_tagging(tagging(&opts.tags))
+            .set_acl(self.acl.clone());
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -590,7 +651,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .set_content_type(opts.content_type.clone())
             .set_metadata(metadata(&opts.user_metadata))
-            .set_tagging(tagging(&opts.tags));
+            .set_tagging(tagging(&opts.tags))
+            .set_acl(self.acl.clone());
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -725,7 +787,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(dest)
             .copy_source(copy_source(&self.bucket, source))
-            .set_copy_source_if_match(source_etag.map(str::to_string));
+            .set_copy_source_if_match(source_etag.map(str::to_string))
+            .set_acl(self.acl.clone());
         req = match opts {
             Some(o) => {
                 let req = req
@@ -859,8 +922,9 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_source, same_etag, sse_headers, url_decode, Encryption, S3Store};
-    use crate::store::{ObjectStore, Props, StoreErrorKind};
+    use super::{copy_source, same_etag, sse_headers, url_decode, Encryption, S3Config, S3Store};
+    use crate::store::{ObjectStore, Props, PutOptions, StoreErrorKind};
+    use bytes::Bytes;
 
     /// A store whose endpoint refuses connections (nothing listens on port 1).
     fn refused() -> S3Store {
@@ -877,7 +941,100 @@ mod tests {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: "b".into(),
             sse: None,
+            acl: None,
         }
+    }
+
+    /// A server on 127.0.0.1 that answers every request 200 with no body and records
+    /// each request's head (request line and headers, lower-cased).
+    async fn recorder() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match c.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match c.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + 4 + len);
+                        log.lock().push(head);
+                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\netag: \"e\"\r\n\r\n";
+                        if c.write_all(ok.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn mount_options_put_their_headers_on_every_request() {
+        let (url, seen) = recorder().await;
+        let cfg = S3Config {
+            bucket: "b".into(),
+            endpoint_url: Some(url),
+            region: Some("us-east-1".into()),
+            force_path_style: true,
+            max_attempts: 1,
+            acl: Some("public-read".into()),
+            requester_pays: true,
+            expected_bucket_owner: Some("111122223333".into()),
+            no_sign_request: true,
+            ..Default::default()
+        };
+        let s = S3Store::connect(&cfg).await;
+        let _ = s.head("k").await;
+        let _ = s
+            .put("k", Bytes::from_static(b"x"), &PutOptions::default())
+            .await;
+        let _ = s.copy("k", "c", None, None).await;
+        let _ = s.list("", Some("/"), None, None).await;
+        let _ = s.get_tags("k").await;
+        let seen = seen.lock().clone();
+        assert_eq!(seen.len(), 5, "{seen:#?}");
+        for r in &seen {
+            assert!(r.contains("x-amz-request-payer: requester"), "{r}");
+            assert!(
+                r.contains("x-amz-expected-bucket-owner: 111122223333"),
+                "{r}"
+            );
+            assert!(!r.contains("authorization:"), "unsigned: {r}");
+        }
+        let put = seen.iter().find(|r| r.starts_with("put /b/k")).unwrap();
+        assert!(put.contains("x-amz-acl: public-read"), "{put}");
+        let copy = seen.iter().find(|r| r.starts_with("put /b/c")).unwrap();
+        assert!(copy.contains("x-amz-acl: public-read"), "{copy}");
+        assert!(
+            copy.contains("x-amz-source-expected-bucket-owner: 111122223333"),
+            "{copy}"
+        );
+        let head = seen.iter().find(|r| r.starts_with("head ")).unwrap();
+        assert!(!head.contains("x-amz-acl"), "{head}");
     }
 
     #[test]
