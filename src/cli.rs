@@ -157,6 +157,10 @@ pub struct MountArgs {
     /// waiting, never an error.
     #[arg(long, default_value = "120", value_parser = parse_seconds)]
     pub retry_window: std::time::Duration,
+    /// At most this many attempts per S3 request (1: no retries), within the retry
+    /// window. Default: as many as the window allows.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
     /// Inodes kept in memory that the kernel holds no reference to (names a listing
     /// showed but nothing looked up); the least recently used beyond this are dropped.
     #[arg(long, default_value = "32768")]

@@ -248,7 +248,22 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         .unwrap_or_else(|| "AWS S3".to_string());
     // Check the bucket with few retries, so a wrong endpoint fails fast.
     rt.block_on(async {
-        let probe = S3Store::connect(&s3cfg).await;
+        let mut probe = S3Store::connect(&s3cfg).await;
+        if s3cfg.region.is_none() {
+            // No --region: the bucket says where it is, as the peers ask it.
+            let used = probe.region();
+            let found = probe
+                .bucket_region()
+                .await
+                .map_err(|e| mount_error(&c.target, &endpoint, &e))?;
+            if let Some(r) = found {
+                if used.as_deref() != Some(r.as_str()) {
+                    info!(bucket = %c.target.bucket, region = %r, "using the bucket's region");
+                }
+                s3cfg.region = Some(r);
+                probe = S3Store::connect(&s3cfg).await;
+            }
+        }
         probe
             .list(&c.target.prefix, Some("/"), None, Some(1))
             .await
@@ -259,7 +274,11 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     s3cfg.max_attempts = 1;
     let counted = CountingStore::new(rt.block_on(S3Store::connect(&s3cfg)));
     let stats = counted.stats();
-    let store = Arc::new(RetryingStore::new(counted, args.retry_window));
+    let mut retrying = RetryingStore::new(counted, args.retry_window);
+    if let Some(n) = args.max_attempts {
+        retrying = retrying.with_max_attempts(n);
+    }
+    let store = Arc::new(retrying);
 
     let uid = args.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
     let gid = args.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());

@@ -475,3 +475,67 @@ fn acl_requester_pays_and_owner_options_write_and_anonymous_mounts_only_read() {
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
     assert!(!b.exists("new"));
 }
+
+#[test]
+fn without_region_the_mount_asks_the_bucket_for_its_own() {
+    let endpoint = moto_endpoint();
+    let name = format!("t-region-{}", std::process::id());
+    rt().block_on(
+        client_at(&endpoint)
+            .create_bucket()
+            .bucket(&name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest2)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("create bucket in eu-west-2");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().with_extension("log");
+    let out = Command::new(bin())
+        .args(["mount", &name])
+        .arg(dir.path())
+        .args([
+            "--endpoint-url",
+            &endpoint,
+            "--force-path-style",
+            "--log-file",
+        ])
+        .arg(&log)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.path().join("f"), b"here").unwrap();
+    let target = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.bucketfs.target"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let unmounted = Command::new("fusermount3")
+        .arg("-u")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(unmounted.success());
+    let t: serde_json::Value = serde_json::from_slice(&target.stdout).unwrap();
+    assert_eq!(t["region"], "eu-west-2", "{t}");
+    let got = rt()
+        .block_on(
+            client_at(&endpoint)
+                .get_object()
+                .bucket(&name)
+                .key("f")
+                .send(),
+        )
+        .expect("get f");
+    let body = rt().block_on(got.body.collect()).unwrap().into_bytes();
+    assert_eq!(&body[..], b"here");
+}

@@ -38,6 +38,8 @@ pub fn is_transient(kind: StoreErrorKind) -> bool {
 pub struct RetryingStore<S> {
     inner: S,
     window: Duration,
+    /// At most this many attempts per operation (`--max-attempts`), within the window.
+    max_attempts: u32,
     /// Requests are failing now: logged once when it starts and once when it ends.
     outage: AtomicBool,
 }
@@ -47,8 +49,15 @@ impl<S> RetryingStore<S> {
         RetryingStore {
             inner,
             window,
+            max_attempts: u32::MAX,
             outage: AtomicBool::new(false),
         }
+    }
+
+    /// Stop after `n` attempts (at least one) even when the window allows more.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
     }
 
     pub fn inner(&self) -> &S {
@@ -84,7 +93,7 @@ impl<S> RetryingStore<S> {
             // do not retry in lockstep.
             let wait = backoff / 2 + backoff.mul_f64(jitter() / 2.0);
             let left = self.window.saturating_sub(start.elapsed());
-            if wait >= left {
+            if wait >= left || attempt >= self.max_attempts {
                 if attempt > 1 {
                     warn!(
                         "{what}: giving up after {attempt} attempts in {:.1} s: {}",
@@ -343,6 +352,18 @@ mod tests {
                 assert_eq!(t.elapsed(), Duration::ZERO, "{target:?} {kind:?} waited");
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_attempts_caps_the_retries_inside_the_window() {
+        let mem = MemoryStore::new();
+        let faulty = FaultyStore::always(mem, FaultTarget::Head, StoreErrorKind::Unreachable);
+        let s = RetryingStore::new(CountingStore::new(faulty), Duration::from_secs(3600))
+            .with_max_attempts(3);
+        let stats = s.inner().stats();
+        let e = s.head("k").await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Unreachable);
+        assert_eq!(stats.snapshot(Op::HeadObject).requests, 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -163,6 +163,32 @@ impl S3Store {
         }
     }
 
+    /// The bucket's region as the server reports it (HeadBucket's `x-amz-bucket-region`,
+    /// which S3 sends even with a 301 or 403), if it says.
+    /// Fails only when the endpoint cannot be reached.
+    pub async fn bucket_region(&self) -> StoreResult<Option<String>> {
+        let r = match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(out) => out.bucket_region().map(str::to_string),
+            Err(e) => {
+                let region = e
+                    .raw_response()
+                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                    .map(str::to_string);
+                let err = map_err(&format!("head bucket s3://{}", self.bucket), e);
+                if err.kind == StoreErrorKind::Unreachable {
+                    return Err(err);
+                }
+                region
+            }
+        };
+        Ok(r.filter(|r| !r.is_empty()))
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.to_string())
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
