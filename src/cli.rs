@@ -74,6 +74,10 @@ pub struct ConnectArgs {
     /// another account owns it.
     #[arg(long, value_parser = parse_account)]
     pub expected_bucket_owner: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's, for an HTTPS endpoint
+    /// with its own CA.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl ConnectArgs {

@@ -92,6 +92,7 @@ pub fn run(args: MountArgs) -> i32 {
 /// What `check` established.
 struct Checked {
     target: Target,
+    ca_bundle: Option<Vec<u8>>,
     mountpoint: PathBuf,
     log_file: Option<PathBuf>,
 }
@@ -124,8 +125,13 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
         }
         None => None,
     };
+    let ca_bundle = match &args.s3.ca_bundle {
+        Some(p) => Some(crate::store::s3::read_ca_bundle(p)?),
+        None => None,
+    };
     Ok(Checked {
         target,
+        ca_bundle,
         mountpoint,
         log_file,
     })
@@ -240,6 +246,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         requester_pays: args.s3.requester_pays,
         expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
         no_sign_request: args.s3.no_sign_request,
+        ca_bundle: c.ca_bundle.clone(),
     };
     let endpoint = args
         .s3

@@ -539,3 +539,163 @@ fn without_region_the_mount_asks_the_bucket_for_its_own() {
     let body = rt().block_on(got.body.collect()).unwrap().into_bytes();
     assert_eq!(&body[..], b"here");
 }
+
+/// A TLS front for the test server: a certificate for 127.0.0.1 signed by a CA made
+/// for the test (`ca`), served by a small Python forwarder; killed on drop.
+struct TlsFront {
+    url: String,
+    ca: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFront {
+    fn start(upstream: &str) -> TlsFront {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let subj_ca = "/CN=bucketfs test CA";
+        run(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", subj_ca,
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.path().join("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let script = r#"
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+up = int(sys.argv[3])
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(64)
+print(ls.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+    except (ssl.SSLError, OSError):
+        c.close()
+        return
+    u = socket.create_connection(("127.0.0.1", up))
+    threading.Thread(target=pipe, args=(t, u), daemon=True).start()
+    pipe(u, t)
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+        let port = upstream.rsplit(':').next().unwrap().trim_end_matches('/');
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(dir.path().join("leaf.pem"))
+            .arg(dir.path().join("leaf.key"))
+            .arg(port)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        TlsFront {
+            url: format!("https://127.0.0.1:{}", line.trim()),
+            ca: dir.path().join("ca.pem"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_https_endpoint_with_its_own_ca_mounts_with_ca_bundle_only() {
+    let b = Bucket::new("tls");
+    b.put("r.txt", "over tls");
+    let front = TlsFront::start(&endpoint());
+    let ca = front.ca.to_str().unwrap();
+    let try_mount = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().with_extension("log");
+        let out = mount_cmd_at(&front.url, &b.name, dir.path(), &log, extra)
+            .output()
+            .unwrap();
+        (out, dir)
+    };
+    // Without the CA the certificate is not trusted: one line, no mount.
+    let (out, _d) = try_mount(&[]);
+    assert!(!out.status.success(), "mounted without trusting the CA");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Not a PEM file: refused before connecting.
+    let (out, _d) = try_mount(&["--ca-bundle", "/etc/hostname"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CA bundle"));
+
+    let m = Mount::new_at(&front.url, &b.name, &["--ca-bundle", ca]);
+    assert_eq!(std::fs::read(m.p("r.txt")).unwrap(), b"over tls");
+    std::fs::write(m.p("w.txt"), pattern(3 << 20, 9)).unwrap();
+    assert_eq!(b.get("w.txt"), pattern(3 << 20, 9));
+}

@@ -47,6 +47,21 @@ pub struct S3Config {
     pub expected_bucket_owner: Option<String>,
     /// Anonymous requests, unsigned (`--no-sign-request`).
     pub no_sign_request: bool,
+    /// PEM certificates trusted besides the system's (`--ca-bundle`), for an endpoint
+    /// with its own CA.
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+/// Read a `--ca-bundle` file: PEM certificates, at least one.
+pub fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("CA bundle {}: {e}", path.display()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!(
+            "CA bundle {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        ));
+    }
+    Ok(pem)
 }
 
 /// Headers every request carries (requester pays, expected bucket owner), added by
@@ -140,6 +155,23 @@ impl S3Store {
             }
             if std::env::var_os("AWS_RESPONSE_CHECKSUM_VALIDATION").is_none() {
                 b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            }
+        }
+        if let Some(pem) = &cfg.ca_bundle {
+            use aws_smithy_http_client::tls;
+            let trust = tls::TrustStore::default().with_pem_certificate(pem.clone());
+            match tls::TlsContext::builder().with_trust_store(trust).build() {
+                Ok(ctx) => {
+                    let http = aws_smithy_http_client::Builder::new()
+                        .tls_provider(tls::Provider::Rustls(
+                            tls::rustls_provider::CryptoMode::AwsLc,
+                        ))
+                        .tls_context(ctx)
+                        .build_https();
+                    b = b.http_client(http);
+                }
+                // Checked when the option is read (`read_ca_bundle`), so not reached.
+                Err(e) => tracing::error!("the CA bundle cannot be used: {e}"),
             }
         }
         let mut all = Vec::new();
