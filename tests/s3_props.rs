@@ -699,3 +699,37 @@ fn an_https_endpoint_with_its_own_ca_mounts_with_ca_bundle_only() {
     std::fs::write(m.p("w.txt"), pattern(3 << 20, 9)).unwrap();
     assert_eq!(b.get("w.txt"), pattern(3 << 20, 9));
 }
+
+#[test]
+fn an_archived_file_restored_through_its_xattr_is_read_without_a_remount() {
+    let b = Bucket::new_at(&moto_endpoint(), "restore");
+    rt().block_on(
+        b.client()
+            .put_object()
+            .bucket(&b.name)
+            .key("cold.bin")
+            .storage_class(StorageClass::Glacier)
+            .body(ByteStream::from_static(b"frozen bytes"))
+            .send(),
+    )
+    .expect("put cold.bin");
+    let m = Mount::new_at(&moto_endpoint(), &b.name, &[]);
+    let f = m.p("cold.bin");
+    let e = std::fs::read(&f).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+    assert!(
+        m.log_text().contains("setfattr -n user.s3.restore"),
+        "the log says how to restore: {}",
+        m.log_text()
+    );
+    // A listing after the restore shows the same ETag, size and time.
+    sh(m.path(), "ls -l >/dev/null");
+    m.reset_stats();
+    setfattr(&f, "user.s3.restore", "1,Bulk");
+    assert_eq!(m.requests("RestoreObject"), 1);
+    // moto restores at once; S3 takes hours and says `ongoing` meanwhile.
+    let status = xattr(&f, "user.s3.restore");
+    assert!(status.starts_with("expires "), "{status}");
+    sh(m.path(), "ls -l >/dev/null");
+    assert_eq!(std::fs::read(&f).unwrap(), b"frozen bytes");
+}

@@ -263,7 +263,7 @@ pub fn is_archived(storage_class: Option<&str>, restore: Option<&str>) -> bool {
 
 /// Virtual xattrs exposing S3 state: the object's ETag, content type, time and version,
 /// and its [`Props`](crate::store::Props) (see [`prop_field`]).
-pub const S3_XATTRS: [&str; 14] = [
+pub const S3_XATTRS: [&str; 15] = [
     "user.s3.etag",
     "user.s3.storage_class",
     "user.s3.content_type",
@@ -278,7 +278,42 @@ pub const S3_XATTRS: [&str; 14] = [
     "user.s3.sse",
     "user.s3.sse_kms_key_id",
     "user.s3.bucket_key",
+    "user.s3.restore",
 ];
+
+/// The `user.s3.restore` value for an `x-amz-restore` header: `ongoing` while S3
+/// restores the object, `expires DATE` once the restored copy is readable.
+pub fn restore_status(raw: &str) -> String {
+    if raw.contains("ongoing-request=\"true\"") {
+        return "ongoing".to_string();
+    }
+    match raw.split_once("expiry-date=") {
+        Some((_, d)) => format!("expires {}", d.trim().trim_matches('"')),
+        None => raw.to_string(),
+    }
+}
+
+/// A `user.s3.restore` request, `DAYS[,TIER]`: days 1 to 36500, tier Standard, Bulk or
+/// Expedited (any case).
+pub fn parse_restore(v: &str) -> Option<(u32, Option<&'static str>)> {
+    let (days, tier) = match v.trim().split_once(',') {
+        Some((d, t)) => (d, Some(t.trim())),
+        None => (v.trim(), None),
+    };
+    let days: u32 = days
+        .trim()
+        .parse()
+        .ok()
+        .filter(|d| (1..=36_500).contains(d))?;
+    let tier = match tier.map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("standard") => Some("Standard"),
+        Some("bulk") => Some("Bulk"),
+        Some("expedited") => Some("Expedited"),
+        Some(_) => return None,
+    };
+    Some((days, tier))
+}
 
 /// The object property behind `user.s3.NAME` (`short` is `s3.NAME`) that a setxattr may
 /// change (one CopyObject): the standard headers and the storage class. Encryption is
@@ -372,6 +407,7 @@ pub fn xattr_value(meta: &ObjectMeta, name: &str) -> Option<Vec<u8>> {
         "user.s3.sse" => meta.props.sse.clone()?,
         "user.s3.sse_kms_key_id" => meta.props.sse_kms_key_id.clone()?,
         "user.s3.bucket_key" => meta.props.bucket_key?.to_string(),
+        "user.s3.restore" => restore_status(meta.restore.as_deref()?),
         n if n.starts_with("user.s3.") => {
             let mut p = meta.props.clone();
             prop_field(&mut p, &n["user.".len()..])?.clone()?

@@ -443,3 +443,57 @@ async fn a_tag_set_on_a_file_being_written_goes_up_with_it() {
     assert_eq!(tags["k2"], "v2");
     assert_eq!(e.store.inner().get("new").unwrap(), &b"Jello"[..]);
 }
+
+#[tokio::test]
+async fn an_archived_file_is_restored_through_its_xattr_and_read_once_restored() {
+    let mem = MemoryStore::new();
+    mem.put("cold", pattern(50, 4));
+    mem.set_storage_class("cold", "DEEP_ARCHIVE");
+    // A TTL no test outlasts: only the open's own re-check can see the restore.
+    let e = env_with(mem, |c| c.metadata_ttl = Duration::from_secs(3600));
+    let ino = e.fs.lookup(ROOT_INO, b"cold").await.unwrap().ino;
+    let err = e.fs.open(ino, libc::O_RDONLY).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EACCES);
+    let none = e.fs.getxattr(ino, b"user.s3.restore").await.unwrap_err();
+    assert_eq!(none.errno(), libc::ENODATA, "no restore asked for yet");
+
+    for bad in ["0", "x", "3,Fast", "-1"] {
+        let r = e.fs.setxattr(ino, b"user.s3.restore", bad.as_bytes()).await;
+        assert_eq!(r.unwrap_err().errno(), libc::EINVAL, "{bad:?}");
+    }
+    assert_eq!(e.stats.snapshot(Op::RestoreObject).requests, 0);
+    e.fs.setxattr(ino, b"user.s3.restore", b"7,bulk")
+        .await
+        .unwrap();
+    assert_eq!(e.stats.snapshot(Op::RestoreObject).requests, 1);
+    assert_eq!(
+        e.fs.getxattr(ino, b"user.s3.restore").await.unwrap(),
+        b"ongoing"
+    );
+    assert!(e
+        .fs
+        .listxattr(ino)
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n == "user.s3.restore"));
+    assert_eq!(
+        e.fs.open(ino, libc::O_RDONLY).await.unwrap_err().errno(),
+        libc::EACCES,
+        "still restoring"
+    );
+
+    // S3 finishes: same ETag, size and time, so only a new HEAD can tell.
+    let expiry = "Fri, 01 Jan 2027 00:00:00 GMT";
+    e.store.inner().finish_restore("cold", expiry);
+    let o = e.fs.open(ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(
+        super::write_tests::read_all(&e.fs, o.fh, 50).await,
+        pattern(50, 4)
+    );
+    e.fs.release(o.fh).await.unwrap();
+    assert_eq!(
+        e.fs.getxattr(ino, b"user.s3.restore").await.unwrap(),
+        format!("expires {expiry}").into_bytes()
+    );
+}

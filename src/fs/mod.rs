@@ -1218,10 +1218,33 @@ impl<S: ObjectStore> Filesystem<S> {
             etag = meta.as_ref().map(|m| m.etag.clone());
             size = a.stat.size;
         }
+        let archived = |m: &Option<Arc<crate::store::ObjectMeta>>| {
+            m.as_ref().is_some_and(|m| {
+                attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref())
+            })
+        };
+        if archived(&meta) {
+            // A finished restore changes neither the ETag nor the size, so no listing
+            // shows it: ask S3 again before refusing.
+            self.meta.invalidate(&inode.key).await;
+            if let Some(m) = self.meta.head(&inode.key).await? {
+                inode.state.lock().meta = Some(m.clone());
+                etag = Some(m.etag.clone());
+                meta = Some(m);
+            }
+        }
         let etag = etag.unwrap_or_default();
         if let Some(m) = &meta {
             if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
-                warn!(key = %inode.key, storage_class = ?m.props.storage_class, "object is archived and not restored: restore it before reading");
+                let how = if m.restore.is_some() {
+                    "its restore is still in progress".to_string()
+                } else {
+                    format!(
+                        "restore it first: setfattr -n user.s3.restore -v DAYS {}",
+                        inode.key
+                    )
+                };
+                warn!(key = %inode.key, storage_class = ?m.props.storage_class, "object is archived and cannot be read yet: {how}");
                 return Err(Error::Archived {
                     key: inode.key.clone(),
                     class: m.props.storage_class.clone().unwrap_or_else(|| "?".into()),

@@ -694,6 +694,9 @@ impl<S: ObjectStore> Filesystem<S> {
                     .to_string(),
             ),
         };
+        if short == "s3.restore" {
+            return self.start_restore(&inode, value.as_deref()).await;
+        }
         let content_type = short == "s3.content_type";
         let prop = attr::prop_field(&mut Default::default(), short).is_some();
         if prop {
@@ -796,6 +799,40 @@ impl<S: ObjectStore> Filesystem<S> {
         let released = self.release_writer(ino).await;
         r?;
         released
+    }
+
+    /// `setfattr -n user.s3.restore -v DAYS[,TIER]`: one RestoreObject of an archived
+    /// file. S3 takes hours; `user.s3.restore` says `ongoing` until the copy is readable,
+    /// and the next open after that reads it.
+    async fn start_restore(&self, inode: &Arc<Inode>, value: Option<&str>) -> Result<()> {
+        let key = &inode.key;
+        if inode.kind != Kind::File {
+            return Err(Error::NotPermitted(format!(
+                "{key}: only files can be restored"
+            )));
+        }
+        let Some(v) = value else {
+            return Err(Error::NotPermitted(format!(
+                "{key}: a restore cannot be removed (it expires by itself)"
+            )));
+        };
+        let (days, tier) = attr::parse_restore(v).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{key}: user.s3.restore takes DAYS[,TIER] (1 to 36500 days; Standard, Bulk or Expedited), not {v:?}"
+            ))
+        })?;
+        let r = self.store.restore(key, days, tier).await;
+        self.meta.invalidate(key).await;
+        match r {
+            Ok(()) => {
+                info!(key = %key, days, tier = tier.unwrap_or("default"), "restore requested");
+                Ok(())
+            }
+            Err(e) => {
+                error!(key = %key, "restore request failed: {}", e);
+                Err(e.into())
+            }
+        }
     }
 
     /// Set or remove (`value` None) the tag `tag` of a file: one GetObjectTagging and one

@@ -31,10 +31,11 @@ pub enum Op {
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
+    RestoreObject,
 }
 
 impl Op {
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 15] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -49,6 +50,7 @@ impl Op {
         Op::GetObjectTagging,
         Op::PutObjectTagging,
         Op::DeleteObjectTagging,
+        Op::RestoreObject,
     ];
 
     /// The S3 API name.
@@ -68,6 +70,7 @@ impl Op {
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
+            Op::RestoreObject => "RestoreObject",
         }
     }
 
@@ -378,6 +381,13 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         };
         let t = self.stats.begin(op);
         let r = self.inner.set_tags(key, tags).await;
+        t.finish(&r, 0, key);
+        r
+    }
+
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()> {
+        let t = self.stats.begin(Op::RestoreObject);
+        let r = self.inner.restore(key, days, tier).await;
         t.finish(&r, 0, key);
         r
     }

@@ -32,11 +32,12 @@ pub enum FaultTarget {
     Delete,
     GetTags,
     SetTags,
+    Restore,
 }
 
 impl FaultTarget {
     /// Every store operation.
-    pub const ALL: [FaultTarget; 13] = [
+    pub const ALL: [FaultTarget; 14] = [
         FaultTarget::List,
         FaultTarget::Head,
         FaultTarget::Get,
@@ -50,6 +51,7 @@ impl FaultTarget {
         FaultTarget::Delete,
         FaultTarget::GetTags,
         FaultTarget::SetTags,
+        FaultTarget::Restore,
     ];
 }
 
@@ -322,6 +324,11 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn set_tags(&self, key: &str, tags: &super::Tags) -> StoreResult<()> {
         self.inject(FaultTarget::SetTags, key).await?;
         self.inner.set_tags(key, tags).await
+    }
+
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()> {
+        self.inject(FaultTarget::Restore, key).await?;
+        self.inner.restore(key, days, tier).await
     }
 
     async fn presign(

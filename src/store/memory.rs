@@ -36,6 +36,8 @@ struct Object {
     user_metadata: HashMap<String, String>,
     props: Props,
     tags: Tags,
+    /// The `x-amz-restore` status of an archived object.
+    restore: Option<String>,
 }
 
 /// A bucket held in memory.
@@ -112,6 +114,7 @@ impl MemoryStore {
             user_metadata: opts.user_metadata.clone(),
             props: opts.props.clone(),
             tags: opts.tags.clone(),
+            restore: None,
         }
     }
 
@@ -134,6 +137,7 @@ impl MemoryStore {
                 .collect(),
             props: Props::default(),
             tags: Tags::new(),
+            restore: None,
         };
         self.objects.lock().insert(key.to_string(), obj);
     }
@@ -158,6 +162,15 @@ impl MemoryStore {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+        }
+    }
+
+    /// Finish the restore of `key` (as S3 does hours later): readable until `expiry`.
+    pub fn finish_restore(&self, key: &str, expiry: &str) {
+        if let Some(o) = self.objects.lock().get_mut(key) {
+            o.restore = Some(format!(
+                "ongoing-request=\"false\", expiry-date=\"{expiry}\""
+            ));
         }
     }
 
@@ -275,6 +288,15 @@ fn archived(class: &Option<String>) -> bool {
     matches!(class.as_deref(), Some("GLACIER") | Some("DEEP_ARCHIVE"))
 }
 
+/// Archived and not restored: GET and copies fail with InvalidObjectState.
+fn unreadable(o: &Object) -> bool {
+    archived(&o.props.storage_class)
+        && !o
+            .restore
+            .as_deref()
+            .is_some_and(|r| r.contains("ongoing-request=\"false\""))
+}
+
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn list(
@@ -354,7 +376,7 @@ impl ObjectStore for MemoryStore {
             content_type: o.content_type.clone(),
             version_id: None,
             user_metadata: o.user_metadata.clone(),
-            restore: None,
+            restore: o.restore.clone(),
             tag_count: o.tags.len() as u32,
         })
     }
@@ -368,7 +390,7 @@ impl ObjectStore for MemoryStore {
         tokio::task::yield_now().await;
         let objects = self.objects.lock();
         let o = objects.get(key).ok_or_else(|| StoreError::not_found(key))?;
-        if archived(&o.props.storage_class) {
+        if unreadable(o) {
             return Err(archived_error(key));
         }
         if let Some(tag) = if_match {
@@ -442,7 +464,7 @@ impl ObjectStore for MemoryStore {
         let src = objects
             .get(source)
             .ok_or_else(|| StoreError::not_found(source))?;
-        if archived(&src.props.storage_class) {
+        if unreadable(src) {
             return Err(archived_error(source));
         }
         if src.etag != source_etag {
@@ -544,7 +566,7 @@ impl ObjectStore for MemoryStore {
         let src = objects
             .get(source)
             .ok_or_else(|| StoreError::not_found(source))?;
-        if archived(&src.props.storage_class) {
+        if unreadable(src) {
             return Err(archived_error(source));
         }
         if let Some(tag) = source_etag {
@@ -617,6 +639,29 @@ impl ObjectStore for MemoryStore {
             .get_mut(key)
             .ok_or_else(|| StoreError::not_found(key))?;
         o.tags = tags.clone();
+        Ok(())
+    }
+
+    async fn restore(&self, key: &str, _days: u32, _tier: Option<&str>) -> StoreResult<()> {
+        tokio::task::yield_now().await;
+        let mut objects = self.objects.lock();
+        let o = objects
+            .get_mut(key)
+            .ok_or_else(|| StoreError::not_found(key))?;
+        if !archived(&o.props.storage_class) {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidObjectState,
+                format!("restore {key}: InvalidObjectState: the object is not archived"),
+            ));
+        }
+        if o.restore.as_deref().is_some_and(|r| r.contains("\"true\"")) {
+            return Err(other(
+                key,
+                "RestoreAlreadyInProgress",
+                "a restore is in progress",
+            ));
+        }
+        o.restore = Some("ongoing-request=\"true\"".to_string());
         Ok(())
     }
 

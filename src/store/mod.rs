@@ -254,6 +254,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// empty (some servers refuse an empty set).
     async fn set_tags(&self, key: &str, tags: &Tags) -> StoreResult<()>;
 
+    /// RestoreObject: a temporary copy of an archived object for `days`, at `tier`
+    /// (`Standard`, `Bulk`, `Expedited`; the store's default when `None`).
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()>;
+
     /// A URL that lets anyone holding it GET (or PUT) `key` for `expires` from now,
     /// signed locally: no request is sent.
     async fn presign(

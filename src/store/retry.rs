@@ -249,6 +249,11 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
             .await
     }
 
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()> {
+        self.run("restore", || self.inner.restore(key, days, tier))
+            .await
+    }
+
     async fn presign(
         &self,
         key: &str,
@@ -315,10 +320,14 @@ mod tests {
                 let tags = [("a".to_string(), "b".to_string())].into_iter().collect();
                 s.set_tags("k", &tags).await
             }
+            FaultTarget::Restore => {
+                s.inner.inner().inner().set_storage_class("k", "GLACIER");
+                s.restore("k", 1, None).await
+            }
         }
     }
 
-    const TARGETS: [FaultTarget; 13] = FaultTarget::ALL;
+    const TARGETS: [FaultTarget; 14] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {

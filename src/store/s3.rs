@@ -947,6 +947,33 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()> {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
+        let what = format!("restore s3://{}/{key}", self.bucket);
+        let params = match tier {
+            Some(t) => Some(
+                GlacierJobParameters::builder()
+                    .tier(Tier::from(t))
+                    .build()
+                    .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("{what}: {e}")))?,
+            ),
+            None => None,
+        };
+        let req = RestoreRequest::builder()
+            .days(days as i32)
+            .set_glacier_job_parameters(params)
+            .build();
+        self.client
+            .restore_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .restore_request(req)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(())
+    }
+
     async fn presign(
         &self,
         key: &str,
