@@ -278,6 +278,22 @@ where
         }
         (_, _, Some("NoSuchBucket")) => StoreErrorKind::NoSuchBucket,
         (_, _, Some("InvalidObjectState")) => StoreErrorKind::InvalidObjectState,
+        // The object's KMS key is missing, disabled or not usable by these credentials,
+        // or the SSE-C key is wrong or missing: the data cannot be had with what this
+        // mount holds.
+        (_, _, Some(c))
+            if c.starts_with("KMS.") || c.starts_with("KMS") && c.ends_with("Exception") =>
+        {
+            StoreErrorKind::AccessDenied
+        }
+        (_, Some(400), Some("InvalidRequest" | "InvalidArgument"))
+            if err.message().is_some_and(|m| {
+                let m = m.to_ascii_lowercase();
+                m.contains("encrypt") || m.contains("customer") || m.contains("kms")
+            }) =>
+        {
+            StoreErrorKind::AccessDenied
+        }
         (_, _, Some("NoSuchKey" | "NotFound")) | (_, Some(404), _) => StoreErrorKind::NotFound,
         (_, _, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"))
         | (_, Some(401 | 403), _) => StoreErrorKind::AccessDenied,
@@ -1033,14 +1049,23 @@ mod tests {
     /// A server on 127.0.0.1 that answers every request 200 with no body and records
     /// each request's head (request line and headers, lower-cased).
     async fn recorder() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+        serve(|_| "HTTP/1.1 200 OK\r\ncontent-length: 0\r\netag: \"e\"\r\n\r\n".to_string()).await
+    }
+
+    /// A server on 127.0.0.1 that answers each request with `answer(request head)`.
+    async fn serve(
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let log = seen.clone();
+        let answer = std::sync::Arc::new(answer);
         tokio::spawn(async move {
             while let Ok((mut c, _)) = l.accept().await {
                 let log = log.clone();
+                let answer = answer.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -1065,9 +1090,9 @@ mod tests {
                             }
                         }
                         buf.drain(..end + 4 + len);
+                        let reply = answer(&head);
                         log.lock().push(head);
-                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\netag: \"e\"\r\n\r\n";
-                        if c.write_all(ok.as_bytes()).await.is_err() {
+                        if c.write_all(reply.as_bytes()).await.is_err() {
                             return;
                         }
                     }
@@ -1075,6 +1100,52 @@ mod tests {
             }
         });
         (url, seen)
+    }
+
+    #[tokio::test]
+    async fn s3_error_codes_map_to_kinds_and_messages_name_key_and_code() {
+        fn error(status: u16, code: &str, message: &str) -> String {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            );
+            format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        let cases: [(u16, &str, &str, StoreErrorKind); 7] = [
+            (403, "AccessDenied", "Access Denied", StoreErrorKind::AccessDenied),
+            (403, "InvalidObjectState", "archived", StoreErrorKind::InvalidObjectState),
+            (400, "KMS.NotFoundException", "Invalid keyId k1", StoreErrorKind::AccessDenied),
+            (400, "KMS.DisabledException", "key is disabled", StoreErrorKind::AccessDenied),
+            (
+                400,
+                "InvalidRequest",
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+                StoreErrorKind::AccessDenied,
+            ),
+            (403, "RequestTimeTooSkewed", "clock", StoreErrorKind::AccessDenied),
+            (503, "SlowDown", "Please reduce your request rate.", StoreErrorKind::Transient),
+        ];
+        for (status, code, message, kind) in cases {
+            let reply = error(status, code, message);
+            let (url, _) = serve(move |_| reply.clone()).await;
+            let cfg = S3Config {
+                bucket: "b".into(),
+                endpoint_url: Some(url),
+                region: Some("us-east-1".into()),
+                force_path_style: true,
+                max_attempts: 1,
+                no_sign_request: true,
+                ..Default::default()
+            };
+            let s = S3Store::connect(&cfg).await;
+            let e = s.get_range("dir/k", 0..4, None).await.unwrap_err();
+            assert_eq!(e.kind, kind, "{status} {code}: {}", e.message);
+            assert!(e.message.contains("s3://b/dir/k"), "{}", e.message);
+            assert!(e.message.contains(code), "{}", e.message);
+            assert!(!e.message.contains(['{', '}']), "{}", e.message);
+        }
     }
 
     #[tokio::test]
