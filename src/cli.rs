@@ -193,6 +193,11 @@ pub struct MountArgs {
         "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control",
     ])]
     pub acl: Option<String>,
+    /// SSE-C: a file holding a 32-byte key (raw, or base64). Every object written is
+    /// encrypted with it, and every read, HEAD and copy sends it; objects encrypted
+    /// otherwise cannot be read through this mount.
+    #[arg(long, conflicts_with = "sse")]
+    pub sse_c_key_file: Option<PathBuf>,
     /// The KMS key of `--sse aws:kms` (default: the account's aws/s3 key).
     #[arg(long, requires = "sse")]
     pub sse_kms_key_id: Option<String>,

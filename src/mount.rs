@@ -93,6 +93,7 @@ pub fn run(args: MountArgs) -> i32 {
 struct Checked {
     target: Target,
     ca_bundle: Option<Vec<u8>>,
+    sse_c_key: Option<[u8; 32]>,
     mountpoint: PathBuf,
     log_file: Option<PathBuf>,
 }
@@ -129,9 +130,14 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
         Some(p) => Some(crate::store::s3::read_ca_bundle(p)?),
         None => None,
     };
+    let sse_c_key = match &args.sse_c_key_file {
+        Some(p) => Some(crate::store::s3::read_sse_c_key(p)?),
+        None => None,
+    };
     Ok(Checked {
         target,
         ca_bundle,
+        sse_c_key,
         mountpoint,
         log_file,
     })
@@ -247,6 +253,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
         no_sign_request: args.s3.no_sign_request,
         ca_bundle: c.ca_bundle.clone(),
+        sse_c_key: c.sse_c_key,
     };
     let endpoint = args
         .s3

@@ -50,6 +50,61 @@ pub struct S3Config {
     /// PEM certificates trusted besides the system's (`--ca-bundle`), for an endpoint
     /// with its own CA.
     pub ca_bundle: Option<Vec<u8>>,
+    /// The SSE-C key (`--sse-c-key-file`): every object is encrypted with it, and every
+    /// request that reads or writes bytes or metadata of an object sends it.
+    pub sse_c_key: Option<[u8; 32]>,
+}
+
+/// An SSE-C key as S3 wants it: base64, and the base64 of its MD5.
+#[derive(Debug, Clone)]
+struct CustomerKey {
+    key: String,
+    md5: String,
+}
+
+impl CustomerKey {
+    fn new(raw: &[u8; 32]) -> Self {
+        use md5::Digest;
+        CustomerKey {
+            key: aws_smithy_types::base64::encode(raw),
+            md5: aws_smithy_types::base64::encode(md5::Md5::digest(raw)),
+        }
+    }
+}
+
+/// Read a `--sse-c-key-file`: 32 bytes, raw or in base64.
+pub fn read_sse_c_key(path: &std::path::Path) -> Result<[u8; 32], String> {
+    let data = std::fs::read(path).map_err(|e| format!("SSE-C key {}: {e}", path.display()))?;
+    let raw = if data.len() == 32 {
+        data
+    } else {
+        let text = String::from_utf8_lossy(&data);
+        aws_smithy_types::base64::decode(text.trim()).unwrap_or_default()
+    };
+    raw.try_into().map_err(|_| {
+        format!(
+            "SSE-C key {}: not a 32-byte key (raw, or base64 of 32 bytes)",
+            path.display()
+        )
+    })
+}
+
+/// Set the SSE-C headers of `key` (an `Option<CustomerKey>`) on a request; with
+/// `copy_source`, the copy-source ones too.
+macro_rules! with_sse_c {
+    ($req:expr, $key:expr) => {{
+        let k: Option<&CustomerKey> = $key;
+        $req.set_sse_customer_algorithm(k.map(|_| "AES256".to_string()))
+            .set_sse_customer_key(k.map(|k| k.key.clone()))
+            .set_sse_customer_key_md5(k.map(|k| k.md5.clone()))
+    }};
+    ($req:expr, $key:expr, copy_source) => {{
+        let k: Option<&CustomerKey> = $key;
+        with_sse_c!($req, k)
+            .set_copy_source_sse_customer_algorithm(k.map(|_| "AES256".to_string()))
+            .set_copy_source_sse_customer_key(k.map(|k| k.key.clone()))
+            .set_copy_source_sse_customer_key_md5(k.map(|k| k.md5.clone()))
+    }};
 }
 
 /// Read a `--ca-bundle` file: PEM certificates, at least one.
@@ -62,6 +117,40 @@ pub fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(pem)
+}
+
+/// Some servers send an SSE-C response header twice with the same value (joined as
+/// `v, v`), which the SDK cannot parse as one value; a repeat of one value is that value.
+#[derive(Debug)]
+struct OneValueHeaders;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for OneValueHeaders {
+    fn name(&self) -> &'static str {
+        "bucketfs-one-value-headers"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let headers = ctx.response_mut().headers_mut();
+        for name in [
+            "x-amz-server-side-encryption-customer-algorithm",
+            "x-amz-server-side-encryption-customer-key-md5",
+        ] {
+            let values: Vec<String> = headers
+                .get_all(name)
+                .flat_map(|v| v.split(','))
+                .map(|v| v.trim().to_string())
+                .collect();
+            if values.len() > 1 && values.iter().all(|v| *v == values[0]) {
+                headers.try_insert(name, values[0].clone())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Headers every request carries (requester pays, expected bucket owner), added by
@@ -111,6 +200,7 @@ pub struct S3Store {
     bucket: String,
     sse: Option<Encryption>,
     acl: Option<ObjectCannedAcl>,
+    sse_c: Option<CustomerKey>,
 }
 
 impl S3Store {
@@ -174,6 +264,9 @@ impl S3Store {
                 Err(e) => tracing::error!("the CA bundle cannot be used: {e}"),
             }
         }
+        if cfg.sse_c_key.is_some() {
+            b = b.interceptor(OneValueHeaders);
+        }
         let mut all = Vec::new();
         if cfg.requester_pays {
             all.push(("x-amz-request-payer", "requester".to_string()));
@@ -192,6 +285,7 @@ impl S3Store {
             bucket: cfg.bucket.clone(),
             sse: cfg.sse.clone(),
             acl: cfg.acl.as_deref().map(ObjectCannedAcl::from),
+            sse_c: cfg.sse_c_key.as_ref().map(CustomerKey::new),
         }
     }
 
@@ -243,7 +337,8 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .set_if_match(if_match.map(str::to_string))
+            .set_if_match(if_match.map(str::to_string));
+        let out = with_sse_c!(out, self.sse_c.as_ref())
             .send()
             .await
             .map_err(|e| map_err(what, e))?;
@@ -587,6 +682,7 @@ impl ObjectStore for S3Store {
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
         let req = self.client.head_object().bucket(&self.bucket).key(key);
+        let req = with_sse_c!(req, self.sse_c.as_ref());
         let out = if key.ends_with('/') {
             // A directory marker only decorates a directory its listing already shows,
             // and some servers answer 500 for a prefix they keep as a real directory:
@@ -709,6 +805,7 @@ impl ObjectStore for S3Store {
             .set_metadata(metadata(&opts.user_metadata))
             .set_tagging(tagging(&opts.tags))
             .set_acl(self.acl.clone());
+        let out = with_sse_c!(out, self.sse_c.as_ref());
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -727,6 +824,7 @@ impl ObjectStore for S3Store {
             .set_metadata(metadata(&opts.user_metadata))
             .set_tagging(tagging(&opts.tags))
             .set_acl(self.acl.clone());
+        let out = with_sse_c!(out, self.sse_c.as_ref());
         let out = with_props!(out, &opts.props, self.sse.as_ref())
             .send()
             .await
@@ -749,7 +847,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(body));
+        let out = with_sse_c!(out, self.sse_c.as_ref())
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -787,7 +886,8 @@ impl ObjectStore for S3Store {
             .part_number(number)
             .copy_source(copy_source(&self.bucket, source))
             .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
-            .copy_source_if_match(source_etag)
+            .copy_source_if_match(source_etag);
+        let out = with_sse_c!(out, self.sse_c.as_ref(), copy_source)
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -855,7 +955,7 @@ impl ObjectStore for S3Store {
             "copy s3://{}/{source} to s3://{}/{dest}",
             self.bucket, self.bucket
         );
-        let mut req = self
+        let req = self
             .client
             .copy_object()
             .bucket(&self.bucket)
@@ -863,6 +963,7 @@ impl ObjectStore for S3Store {
             .copy_source(copy_source(&self.bucket, source))
             .set_copy_source_if_match(source_etag.map(str::to_string))
             .set_acl(self.acl.clone());
+        let mut req = with_sse_c!(req, self.sse_c.as_ref(), copy_source);
         req = match opts {
             Some(o) => {
                 let req = req
@@ -1043,6 +1144,7 @@ mod tests {
             bucket: "b".into(),
             sse: None,
             acl: None,
+            sse_c: None,
         }
     }
 
@@ -1100,6 +1202,54 @@ mod tests {
             }
         });
         (url, seen)
+    }
+
+    #[tokio::test]
+    async fn an_sse_c_key_goes_with_every_request_on_an_objects_bytes_or_metadata() {
+        let (url, seen) = recorder().await;
+        let cfg = S3Config {
+            bucket: "b".into(),
+            endpoint_url: Some(url),
+            region: Some("us-east-1".into()),
+            force_path_style: true,
+            max_attempts: 1,
+            no_sign_request: true,
+            sse_c_key: Some([7u8; 32]),
+            ..Default::default()
+        };
+        let s = S3Store::connect(&cfg).await;
+        let opts = PutOptions::default();
+        let _ = s.head("k").await;
+        let _ = s.get_range("k", 0..4, None).await;
+        let _ = s.put("k", Bytes::from_static(b"x"), &opts).await;
+        let _ = s.create_multipart("k", &opts).await;
+        let _ = s.upload_part("k", "u", 1, Bytes::from_static(b"x")).await;
+        let _ = s.upload_part_copy("k", "u", 2, "src", "\"e\"", 0..4).await;
+        let _ = s.copy("src", "k", None, None).await;
+        let _ = s.delete("k").await;
+        let seen = seen.lock().clone();
+        assert_eq!(seen.len(), 8, "{seen:#?}");
+        let key = aws_smithy_types::base64::encode([7u8; 32]);
+        for r in &seen[..7] {
+            assert!(
+                r.contains("x-amz-server-side-encryption-customer-algorithm: aes256"),
+                "{r}"
+            );
+            assert!(
+                r.contains(&format!(
+                    "x-amz-server-side-encryption-customer-key: {}",
+                    key.to_ascii_lowercase()
+                )),
+                "{r}"
+            );
+        }
+        for r in &seen[5..7] {
+            assert!(
+                r.contains("x-amz-copy-source-server-side-encryption-customer-algorithm: aes256"),
+                "copy source key: {r}"
+            );
+        }
+        assert!(!seen[7].contains("customer"), "DeleteObject needs no key");
     }
 
     #[tokio::test]
