@@ -63,8 +63,9 @@ pub struct ConnectArgs {
     /// Path-style addressing (`endpoint/bucket/key`), for most non-AWS servers.
     #[arg(long)]
     pub force_path_style: bool,
-    /// Anonymous, unsigned requests, for public buckets (no credentials needed). The
-    /// mount is read-only.
+    /// Anonymous, unsigned requests, for public buckets (no credentials needed). Writes
+    /// work only where the bucket takes anonymous writes: the first upload it refuses
+    /// fails (EIO at close) and makes the mount read-only (EROFS).
     #[arg(long)]
     pub no_sign_request: bool,
     /// The bucket is requester-pays: every request says the requester pays for it.

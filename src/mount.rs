@@ -310,9 +310,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         MetadataSourceArg::Posix => MetadataSource::Posix,
         MetadataSourceArg::Listing => MetadataSource::Listing,
     };
-    // Anonymous requests cannot write to a bucket that does not take them: say so at
-    // open (EROFS) rather than at close.
-    cfg.read_only = args.read_only || args.s3.no_sign_request;
+    cfg.read_only = args.read_only;
+    // Anonymous requests write only to a bucket that takes them: the first upload it
+    // refuses makes the mount read-only.
+    cfg.anonymous = args.s3.no_sign_request;
     cfg.prefetch.part_size = args.part_size.max(1) * 1024 * 1024;
     cfg.prefetch.memory_budget = args.max_memory.max(16) * 1024 * 1024;
     cfg.write.part_size = args.part_size.max(5) * 1024 * 1024;

@@ -170,6 +170,15 @@ impl Error {
         }
     }
 
+    /// S3 refused the request (permissions, credentials), here or in an upload's cause.
+    pub fn is_access_denied(&self) -> bool {
+        match self {
+            Error::Store(e) => e.kind == StoreErrorKind::AccessDenied,
+            Error::Upload { source, .. } => source.is_access_denied(),
+            _ => false,
+        }
+    }
+
     /// The object changed under a conditional request (its ETag is no longer the one
     /// asked for).
     pub fn is_precondition_failed(&self) -> bool {

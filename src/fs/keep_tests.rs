@@ -497,3 +497,32 @@ async fn an_archived_file_is_restored_through_its_xattr_and_read_once_restored()
         format!("expires {expiry}").into_bytes()
     );
 }
+
+#[tokio::test]
+async fn an_anonymous_mount_turns_read_only_once_the_bucket_refuses_an_upload() {
+    use crate::store::faulty::{FaultTarget, FaultyStore};
+    let refusing = FaultyStore::always(
+        MemoryStore::new(),
+        FaultTarget::Put,
+        crate::store::StoreErrorKind::AccessDenied,
+    );
+    let e = env_with(refusing, |c| c.anonymous = true);
+    let (_, o) = e.fs.create(ROOT_INO, b"a", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"x").await.unwrap();
+    assert!(e.fs.flush(o.fh).await.is_err(), "the refused upload fails");
+    let _ = e.fs.release(o.fh).await;
+    let again = e.fs.create(ROOT_INO, b"b", 0o644, ME).await.unwrap_err();
+    assert_eq!(again.errno(), libc::EROFS);
+    // A signed mount whose upload is refused stays writable (the next may be allowed).
+    let refusing = FaultyStore::always(
+        MemoryStore::new(),
+        FaultTarget::Put,
+        crate::store::StoreErrorKind::AccessDenied,
+    );
+    let e = env(refusing);
+    let (_, o) = e.fs.create(ROOT_INO, b"a", 0o644, ME).await.unwrap();
+    e.fs.write(o.fh, 0, b"x").await.unwrap();
+    assert!(e.fs.flush(o.fh).await.is_err());
+    let _ = e.fs.release(o.fh).await;
+    assert!(e.fs.create(ROOT_INO, b"b", 0o644, ME).await.is_ok());
+}

@@ -59,6 +59,9 @@ pub struct FsConfig {
     pub mount_target: Option<String>,
     pub metadata_source: MetadataSource,
     pub read_only: bool,
+    /// Requests are anonymous (`--no-sign-request`): the first upload S3 refuses makes
+    /// the mount read-only.
+    pub anonymous: bool,
     pub prefetch: PrefetchConfig,
     /// HeadObjects statahead keeps in flight at once.
     pub statahead_concurrency: usize,
@@ -79,6 +82,7 @@ impl FsConfig {
             mount_target: None,
             metadata_source: MetadataSource::Posix,
             read_only: false,
+            anonymous: false,
             prefetch: PrefetchConfig::default(),
             statahead_concurrency: 256,
             statahead_window: 4096,
@@ -208,6 +212,9 @@ pub struct Filesystem<S> {
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     writers: Mutex<HashMap<u64, SharedWriter>>,
+    /// An anonymous mount's upload was refused: the bucket takes no anonymous writes,
+    /// so the mount is read-only from then on.
+    writes_refused: std::sync::atomic::AtomicBool,
     uploader: Arc<Uploader<S>>,
     next_fh: AtomicU64,
     stats: Option<Arc<RequestStats>>,
@@ -243,6 +250,7 @@ impl<S: ObjectStore> Filesystem<S> {
             reader: Reader::new(store.clone(), cfg.prefetch),
             inodes: InodeTable::new(&cfg.root_prefix, root).with_idle_cap(cfg.idle_inodes),
             writers: Mutex::new(HashMap::new()),
+            writes_refused: Default::default(),
             uploader: Arc::new(Uploader::new(store.clone(), cfg.write.clone())),
             store,
             cfg,

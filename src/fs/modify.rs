@@ -127,7 +127,11 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.cfg.read_only {
+        if self.cfg.read_only
+            || self
+                .writes_refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Err(Error::ReadOnly);
         }
         Ok(())
@@ -426,6 +430,14 @@ impl<S: ObjectStore> Filesystem<S> {
             Ok(None) => Ok(()),
             Err(e) => {
                 error!(key = %w.key, "upload failed: {}", e);
+                if self.cfg.anonymous
+                    && e.is_access_denied()
+                    && !self
+                        .writes_refused
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    warn!(key = %w.key, "the bucket takes no anonymous writes: the mount is read-only from now on");
+                }
                 Err(Error::upload(&w.key, e))
             }
         }
