@@ -261,6 +261,11 @@ pub fn is_archived(storage_class: Option<&str>, restore: Option<&str>) -> bool {
     archived && !restored
 }
 
+/// Whether the object `m` describes is archived and not restored.
+pub fn unreadable(m: &ObjectMeta) -> bool {
+    is_archived(m.props.storage_class.as_deref(), m.restore.as_deref())
+}
+
 /// Virtual xattrs exposing S3 state: the object's ETag, content type, time and version,
 /// and its [`Props`](crate::store::Props) (see [`prop_field`]).
 pub const S3_XATTRS: [&str; 15] = [

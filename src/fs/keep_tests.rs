@@ -47,6 +47,11 @@ fn assert_kept(mem: &MemoryStore, key: &str, what: &str) {
     assert_eq!(mem.tags(key).unwrap(), tags(), "tags after {what}");
 }
 
+/// Whether `listxattr` of `ino` names `name`.
+async fn lists<S: ObjectStore>(fs: &Filesystem<S>, ino: u64, name: &str) -> bool {
+    fs.listxattr(ino).await.unwrap().iter().any(|n| n == name)
+}
+
 async fn f_ino<S: ObjectStore>(fs: &Filesystem<S>) -> u64 {
     fs.lookup(ROOT_INO, b"f").await.unwrap().ino
 }
@@ -263,13 +268,7 @@ async fn a_files_presigned_url_is_an_xattr_made_without_a_request() {
     let url = e.fs.getxattr(ino, b"user.s3.presigned_url").await.unwrap();
     assert_eq!(url, b"memory:///f?method=Get&expires=3600");
     assert_eq!(e.stats.total_requests(), before, "signing sends nothing");
-    assert!(e
-        .fs
-        .listxattr(ino)
-        .await
-        .unwrap()
-        .iter()
-        .any(|n| n == "user.s3.presigned_url"));
+    assert!(lists(&e.fs, ino, "user.s3.presigned_url").await);
     let d = e.fs.mkdir(ROOT_INO, b"d", 0o755, ME).await.unwrap();
     assert_eq!(
         e.fs.getxattr(d.ino, b"user.s3.presigned_url")
@@ -278,13 +277,7 @@ async fn a_files_presigned_url_is_an_xattr_made_without_a_request() {
             .errno(),
         libc::ENODATA
     );
-    assert!(!e
-        .fs
-        .listxattr(d.ino)
-        .await
-        .unwrap()
-        .iter()
-        .any(|n| n == "user.s3.presigned_url"));
+    assert!(!lists(&e.fs, d.ino, "user.s3.presigned_url").await);
 }
 
 #[tokio::test]
@@ -470,13 +463,7 @@ async fn an_archived_file_is_restored_through_its_xattr_and_read_once_restored()
         e.fs.getxattr(ino, b"user.s3.restore").await.unwrap(),
         b"ongoing"
     );
-    assert!(e
-        .fs
-        .listxattr(ino)
-        .await
-        .unwrap()
-        .iter()
-        .any(|n| n == "user.s3.restore"));
+    assert!(lists(&e.fs, ino, "user.s3.restore").await);
     assert_eq!(
         e.fs.open(ino, libc::O_RDONLY).await.unwrap_err().errno(),
         libc::EACCES,
@@ -501,12 +488,14 @@ async fn an_archived_file_is_restored_through_its_xattr_and_read_once_restored()
 #[tokio::test]
 async fn an_anonymous_mount_turns_read_only_once_the_bucket_refuses_an_upload() {
     use crate::store::faulty::{FaultTarget, FaultyStore};
-    let refusing = FaultyStore::always(
-        MemoryStore::new(),
-        FaultTarget::Put,
-        crate::store::StoreErrorKind::AccessDenied,
-    );
-    let e = env_with(refusing, |c| c.anonymous = true);
+    let refusing = || {
+        FaultyStore::always(
+            MemoryStore::new(),
+            FaultTarget::Put,
+            crate::store::StoreErrorKind::AccessDenied,
+        )
+    };
+    let e = env_with(refusing(), |c| c.anonymous = true);
     let (_, o) = e.fs.create(ROOT_INO, b"a", 0o644, ME).await.unwrap();
     e.fs.write(o.fh, 0, b"x").await.unwrap();
     assert!(e.fs.flush(o.fh).await.is_err(), "the refused upload fails");
@@ -514,12 +503,7 @@ async fn an_anonymous_mount_turns_read_only_once_the_bucket_refuses_an_upload() 
     let again = e.fs.create(ROOT_INO, b"b", 0o644, ME).await.unwrap_err();
     assert_eq!(again.errno(), libc::EROFS);
     // A signed mount whose upload is refused stays writable (the next may be allowed).
-    let refusing = FaultyStore::always(
-        MemoryStore::new(),
-        FaultTarget::Put,
-        crate::store::StoreErrorKind::AccessDenied,
-    );
-    let e = env(refusing);
+    let e = env(refusing());
     let (_, o) = e.fs.create(ROOT_INO, b"a", 0o644, ME).await.unwrap();
     e.fs.write(o.fh, 0, b"x").await.unwrap();
     assert!(e.fs.flush(o.fh).await.is_err());

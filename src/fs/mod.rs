@@ -1226,12 +1226,7 @@ impl<S: ObjectStore> Filesystem<S> {
             etag = meta.as_ref().map(|m| m.etag.clone());
             size = a.stat.size;
         }
-        let archived = |m: &Option<Arc<crate::store::ObjectMeta>>| {
-            m.as_ref().is_some_and(|m| {
-                attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref())
-            })
-        };
-        if archived(&meta) {
+        if meta.as_deref().is_some_and(attr::unreadable) {
             // A finished restore changes neither the ETag nor the size, so no listing
             // shows it: ask S3 again before refusing.
             self.meta.invalidate(&inode.key).await;
@@ -1243,7 +1238,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let etag = etag.unwrap_or_default();
         if let Some(m) = &meta {
-            if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
+            if attr::unreadable(m) {
                 let how = if m.restore.is_some() {
                     "its restore is still in progress".to_string()
                 } else {

@@ -269,7 +269,7 @@ impl<S: ObjectStore> Filesystem<S> {
             w.tags = tags;
             return Ok(w);
         }
-        if attr::is_archived(m.props.storage_class.as_deref(), m.restore.as_deref()) {
+        if attr::unreadable(&m) {
             return Err(Error::Archived {
                 key: inode.key.clone(),
                 class: m.props.storage_class.clone().unwrap_or_else(|| "?".into()),
@@ -301,7 +301,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         match self.meta.tags(key).await {
             Ok(t) => Ok((*t).clone()),
-            Err(Error::Store(e)) if e.kind == crate::store::StoreErrorKind::AccessDenied => {
+            Err(e) if e.is_access_denied() => {
                 warn!(
                     key,
                     "the object's tags cannot be read, so a rewrite drops them: {}", e

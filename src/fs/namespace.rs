@@ -313,15 +313,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .head(&src.key)
             .await?
             .ok_or_else(|| Error::NotFound(src.key.to_string()))?;
-        let mut user_metadata = m.user_metadata.clone();
-        // Keep the modification time: the copy gets a new LastModified.
-        user_metadata
-            .entry("mtime".into())
-            .or_insert_with(|| attr::format_time(m.last_modified));
-        let opts = PutOptions {
-            user_metadata,
-            ..self.copy_options(&src.key, &m).await?
-        };
+        let opts = self.copy_options(&src.key, &m).await?;
         let etag = self
             .uploader
             .copy_object(&src.key, Some(&m.etag), new_key, m.size, &opts, true)
@@ -483,10 +475,14 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Everything a copy of `key` (whose HEAD is `m`) must carry. A CopyObject keeps
-    /// the tags by itself; a copy part by part (over the copy limit) sends them again.
+    /// Everything a copy of the file `key` (whose HEAD is `m`) must carry, with its
+    /// modification time (the copy gets a new LastModified). A CopyObject keeps the tags
+    /// by itself; a copy part by part (over the copy limit) sends them again.
     async fn copy_options(&self, key: &str, m: &crate::store::ObjectMeta) -> Result<PutOptions> {
         let mut opts = PutOptions::from_meta(m);
+        opts.user_metadata
+            .entry("mtime".into())
+            .or_insert_with(|| attr::format_time(m.last_modified));
         if m.size > self.uploader.cfg.copy_limit {
             opts.tags = self.tags_to_keep(key, m).await?;
         }
@@ -521,10 +517,7 @@ impl<S: ObjectStore> Filesystem<S> {
             if m.etag != etag {
                 debug!(key = %k, "changed since it was listed; copying what is there now");
             }
-            let mut opts = self.copy_options(&k, &m).await?;
-            opts.user_metadata
-                .entry("mtime".into())
-                .or_insert_with(|| attr::format_time(m.last_modified));
+            let opts = self.copy_options(&k, &m).await?;
             self.uploader
                 .copy_object(&k, Some(&m.etag), &t, m.size, &opts, true)
                 .await

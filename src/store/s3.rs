@@ -1148,6 +1148,20 @@ mod tests {
         }
     }
 
+    /// Connection settings for bucket `b` at the test server `url`: one attempt,
+    /// unsigned (no credentials needed).
+    fn local(url: String) -> S3Config {
+        S3Config {
+            bucket: "b".into(),
+            endpoint_url: Some(url),
+            region: Some("us-east-1".into()),
+            force_path_style: true,
+            max_attempts: 1,
+            no_sign_request: true,
+            ..Default::default()
+        }
+    }
+
     /// A server on 127.0.0.1 that answers every request 200 with no body and records
     /// each request's head (request line and headers, lower-cased).
     async fn recorder() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
@@ -1208,14 +1222,8 @@ mod tests {
     async fn an_sse_c_key_goes_with_every_request_on_an_objects_bytes_or_metadata() {
         let (url, seen) = recorder().await;
         let cfg = S3Config {
-            bucket: "b".into(),
-            endpoint_url: Some(url),
-            region: Some("us-east-1".into()),
-            force_path_style: true,
-            max_attempts: 1,
-            no_sign_request: true,
             sse_c_key: Some([7u8; 32]),
-            ..Default::default()
+            ..local(url)
         };
         let s = S3Store::connect(&cfg).await;
         let opts = PutOptions::default();
@@ -1280,16 +1288,7 @@ mod tests {
         for (status, code, message, kind) in cases {
             let reply = error(status, code, message);
             let (url, _) = serve(move |_| reply.clone()).await;
-            let cfg = S3Config {
-                bucket: "b".into(),
-                endpoint_url: Some(url),
-                region: Some("us-east-1".into()),
-                force_path_style: true,
-                max_attempts: 1,
-                no_sign_request: true,
-                ..Default::default()
-            };
-            let s = S3Store::connect(&cfg).await;
+            let s = S3Store::connect(&local(url)).await;
             let e = s.get_range("dir/k", 0..4, None).await.unwrap_err();
             assert_eq!(e.kind, kind, "{status} {code}: {}", e.message);
             assert!(e.message.contains("s3://b/dir/k"), "{}", e.message);
@@ -1302,16 +1301,10 @@ mod tests {
     async fn mount_options_put_their_headers_on_every_request() {
         let (url, seen) = recorder().await;
         let cfg = S3Config {
-            bucket: "b".into(),
-            endpoint_url: Some(url),
-            region: Some("us-east-1".into()),
-            force_path_style: true,
-            max_attempts: 1,
             acl: Some("public-read".into()),
             requester_pays: true,
             expected_bucket_owner: Some("111122223333".into()),
-            no_sign_request: true,
-            ..Default::default()
+            ..local(url)
         };
         let s = S3Store::connect(&cfg).await;
         let _ = s.head("k").await;
