@@ -924,22 +924,46 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply.error(Errno::ENOSYS);
     }
 
-    /// `cp` tries copy_file_range first; ENOSYS (remembered by the kernel) makes it copy
-    /// through reads and writes, which stream as usual.
+    /// `cp` copies with copy_file_range: a whole file into an empty one is copied
+    /// server-side (see `fs::copy`). Anything else is EOPNOTSUPP, on which the kernel
+    /// copies through reads and writes itself (ENOSYS would stop it asking again).
+    /// FICLONE (`cp --reflink=always`) never reaches FUSE: the kernel refuses it.
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
-        _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
         _flags: fuser::CopyFileRangeFlags,
         reply: fuser::ReplyWrite,
     ) {
-        reply.error(Errno::ENOSYS);
+        let fs = self.fs.clone();
+        self.dispatch(
+            async move {
+                match fs
+                    .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                    .await
+                {
+                    // The reply holds at most u32::MAX; the kernel asks for less.
+                    Ok(n) => reply.written(n.min(u64::from(u32::MAX)) as u32),
+                    // The core logged why at debug level: no warning per fallback.
+                    Err(e @ Error::Unsupported(_)) => reply.error(Errno::from_i32(e.errno())),
+                    Err(e) => reply.error(errno("copy_file_range", &e)),
+                }
+            }
+            .instrument(debug_span!(
+                "copy_file_range",
+                ino = ino_in.0,
+                ino_out = ino_out.0,
+                offset_in,
+                offset_out,
+                len
+            )),
+        );
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

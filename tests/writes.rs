@@ -1113,3 +1113,62 @@ fn chmod_edit_truncate_and_rename_keep_an_objects_headers() {
     std::fs::rename(m.p("f"), m.p("g")).unwrap();
     assert_eq!(kept_headers(&b, "g"), want, "after rename");
 }
+
+/// `cp` inside the mount copies server-side: a 64 MiB file is one CopyObject (or a part
+/// copy) and not one data byte through the daemon; the copy keeps the source's content
+/// type and user metadata, and reads back byte for byte. `cp` out of the mount and a
+/// partial `dd` still copy through reads and writes.
+#[test]
+fn cp_inside_the_mount_is_a_server_side_copy() {
+    let b = Bucket::new("srvcopy");
+    let data = pattern(64 * MIB as usize, 77);
+    b.put_meta("big.dat", data.clone(), &[("origin", "lab-7")]);
+    let m = Mount::new(&b.name, &[]);
+    let src_head = b.head("big.dat");
+    m.reset_stats();
+    run_ok(Command::new("cp").arg(m.p("big.dat")).arg(m.p("copy.dat")));
+    let s = m.stats();
+    let copies = op(&s, "CopyObject", "requests") + op(&s, "UploadPartCopy", "requests");
+    assert!(copies >= 1, "no server-side copy: {s}");
+    for name in ["GetObject", "UploadPart", "PutObject"] {
+        assert_eq!(op(&s, name, "requests"), 0, "{name} during cp: {s}");
+    }
+    assert_same(&b.get("copy.dat"), &data, "the copy in S3");
+    let h = b.head("copy.dat");
+    assert_eq!(h.content_type(), src_head.content_type());
+    assert_eq!(
+        h.metadata()
+            .and_then(|m| m.get("origin"))
+            .map(String::as_str),
+        Some("lab-7")
+    );
+    assert_eq!(std::fs::metadata(m.p("copy.dat")).unwrap().len(), 64 * MIB);
+    assert_same(&std::fs::read(m.p("copy.dat")).unwrap(), &data, "read back");
+
+    // Out of the mount: the bytes come through reads (copy_file_range across
+    // filesystems is the kernel's to refuse).
+    let out = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg(m.p("copy.dat"))
+            .arg(out.path().join("x")),
+    );
+    assert_same(
+        &std::fs::read(out.path().join("x")).unwrap(),
+        &data,
+        "copied out",
+    );
+    // A part of a file: dd's ranges are reads and writes, and the result is right.
+    m.reset_stats();
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", m.p("big.dat").display()))
+            .arg(format!("of={}", m.p("part.dat").display()))
+            .args(["bs=1M", "skip=3", "count=2", "status=none"]),
+    );
+    assert_same(
+        &b.get("part.dat"),
+        &data[3 * MIB as usize..5 * MIB as usize],
+        "dd of a range",
+    );
+}

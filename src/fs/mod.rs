@@ -3,6 +3,7 @@
 //! directly over the in-memory store.
 
 pub mod attr;
+pub mod copy;
 pub mod error;
 pub mod inode;
 pub mod leftovers;
@@ -1511,6 +1512,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 }
 
+#[cfg(test)]
+mod copy_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

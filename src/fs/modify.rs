@@ -138,7 +138,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Show a writer's attributes on its inode (no request while it is open).
-    fn mirror(&self, ino: u64, w: &Writer) {
+    pub(super) fn mirror(&self, ino: u64, w: &Writer) {
         if let Ok(inode) = self.inodes.get(ino) {
             let mut s = inode.state.lock();
             s.stat = w.stat;
@@ -150,7 +150,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// A listing of the parent that was requested before this upload landed may lack
     /// the file, so the parent's listing is marked changed under its name (as at create):
     /// lookups ask again and the next readdir lists again.
-    async fn uploaded(&self, ino: u64, key: &str, etag: &str, w: &Writer) {
+    pub(super) async fn uploaded(&self, ino: u64, key: &str, etag: &str, w: &Writer) {
         self.meta.invalidate(key).await;
         if let Ok(inode) = self.inodes.get(ino) {
             {
@@ -420,7 +420,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Upload what the file holds now (close's flush, fsync). The error, if any, is
     /// logged with the key and returned.
-    async fn commit_writer(&self, ino: u64, w: &mut WriterGuard) -> Result<()> {
+    pub(super) async fn commit_writer(&self, ino: u64, w: &mut WriterGuard) -> Result<()> {
         match w.commit(&self.uploader).await {
             Ok(Some(etag)) => {
                 let key = w.key.clone();

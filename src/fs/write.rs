@@ -106,6 +106,16 @@ pub struct Writer {
     broken: Option<String>,
     /// Open handles sharing this writer.
     pub handles: usize,
+    /// The content was put there by a server-side copy of this source and not changed
+    /// since (see `copy::copy_file_range`).
+    pub copy_of: Option<CopyOf>,
+}
+
+/// The source of a server-side copy that a file's content is, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOf {
+    pub ino: u64,
+    pub etag: String,
 }
 
 impl Data {
@@ -144,6 +154,7 @@ impl Writer {
             unlinked: false,
             broken: None,
             handles: 0,
+            copy_of: None,
         }
     }
 
@@ -180,7 +191,29 @@ impl Writer {
             unlinked: false,
             broken: None,
             handles: 0,
+            copy_of: None,
         }
+    }
+
+    /// The file is now object `etag` of `len` bytes, which a server-side copy of `from`
+    /// put in S3 with this writer's attributes: nothing is left to upload.
+    pub fn replaced_by_copy(&mut self, etag: String, len: u64, from: CopyOf) {
+        self.data = Data::Staged(Staged {
+            file: None,
+            base: Some(Base {
+                key: self.key.clone(),
+                etag: etag.clone(),
+                len,
+            }),
+            present: RangeSet::new(),
+            written: RangeSet::new(),
+        });
+        self.stat.size = len;
+        self.etag = Some(etag);
+        self.data_dirty = false;
+        self.meta_dirty = false;
+        self.times_explicit = false;
+        self.copy_of = Some(from);
     }
 
     /// Created or truncated to empty and not written since: a commit now would upload
@@ -224,6 +257,7 @@ impl Writer {
     }
 
     fn touch(&mut self) {
+        self.copy_of = None;
         let now = SystemTime::now();
         self.stat.mtime = now;
         self.stat.ctime = now;
