@@ -85,7 +85,9 @@ impl<S: ObjectStore> Filesystem<S> {
         if off_in != 0 || off_out != 0 {
             return refuse("not from the start of both files");
         }
-        if g.unlinked || g.stat.size != 0 || !(g.holds_nothing_new() || !g.is_dirty()) {
+        // Empty: created or truncated and unwritten, or an empty object as it is in S3.
+        let empty = g.stat.size == 0 && (g.holds_nothing_new() || !g.is_dirty());
+        if g.unlinked || !empty {
             return refuse("the destination is not empty");
         }
         let mut fresh = false;
