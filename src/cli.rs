@@ -153,6 +153,11 @@ pub struct MountArgs {
     /// (default: $XDG_CACHE_HOME/bucketfs or ~/.cache/bucketfs).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Multipart uploads that a bucketfs of this cache directory started and could not
+    /// finish (it was killed) are aborted at mount, and hourly, once this old: seconds
+    /// or a duration such as 90m, 24h, 7d; 0 aborts all of them at once.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub abort_incomplete_after: std::time::Duration,
     /// Memory for prefetched read data across all open files, in MiB.
     #[arg(long, default_value = "160")]
     pub max_memory: u64,
@@ -243,6 +248,27 @@ fn parse_account(s: &str) -> Result<String, String> {
     } else {
         Err(format!("{s:?} is not an account ID like 111122223333"))
     }
+}
+
+/// Seconds, or a number with a unit: s, m, h, d.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_lowercase()),
+        _ => (t, 's'),
+    };
+    let per = match unit {
+        's' => 1u64,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is not a duration like 3600, 90m, 24h or 7d"))
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {

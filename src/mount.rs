@@ -17,6 +17,7 @@ use crate::fs::attr::{Defaults, MetadataSource};
 use crate::fs::{Filesystem, FsConfig};
 use crate::fuse::FuseAdapter;
 use crate::store::counting::CountingStore;
+use crate::store::journal::{self, JournalingStore};
 use crate::store::retry::RetryingStore;
 use crate::store::s3::{S3Config, S3Store};
 use crate::store::{ObjectStore, StoreErrorKind};
@@ -288,11 +289,38 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     s3cfg.max_attempts = 1;
     let counted = CountingStore::new(rt.block_on(S3Store::connect(&s3cfg)));
     let stats = counted.stats();
-    let mut retrying = RetryingStore::new(counted, args.retry_window);
+    let uploads_dir = uploads_dir(args.cache_dir.as_deref(), &c.target.bucket);
+    let journaled = JournalingStore::new(counted, &uploads_dir).map_err(|e| {
+        format!(
+            "cannot write the upload journal in {}: {e}",
+            uploads_dir.display()
+        )
+    })?;
+    let mut retrying = RetryingStore::new(journaled, args.retry_window);
     if let Some(n) = args.max_attempts {
         retrying = retrying.with_max_attempts(n);
     }
     let store = Arc::new(retrying);
+    // Uploads that a killed bucketfs left, before this one starts its own.
+    let after = args.abort_incomplete_after;
+    let prefix = c.target.prefix.clone();
+    rt.block_on(journal::recover(
+        &*store,
+        &uploads_dir,
+        &prefix,
+        after,
+        Some(store.inner()),
+    ));
+    let sweep_store = store.clone();
+    rt.spawn(async move {
+        let mut every = tokio::time::interval(UPLOAD_SWEEP_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let j = sweep_store.inner();
+            journal::recover(&*sweep_store, &uploads_dir, &prefix, after, Some(j)).await;
+        }
+    });
 
     let uid = args.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw());
     let gid = args.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw());
@@ -508,6 +536,17 @@ fn redirect_stdio() {
             }
         }
     }
+}
+
+/// How often the journals of stopped daemons are looked at again.
+const UPLOAD_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Where upload journals go: beside the bucket's staging directory.
+fn uploads_dir(cache_dir: Option<&std::path::Path>, bucket: &str) -> std::path::PathBuf {
+    staging_dir(cache_dir, bucket)
+        .parent()
+        .map(|p| p.join("uploads"))
+        .unwrap_or_else(|| std::path::PathBuf::from("uploads"))
 }
 
 /// Where staging files go: `--cache-dir`, else the user's cache directory; one

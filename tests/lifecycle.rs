@@ -426,3 +426,61 @@ fn staging_files_of_a_killed_daemon_are_removed_at_the_next_mount() {
         m.log_text()
     );
 }
+
+/// A daemon killed with -9 in the middle of a multipart upload leaves the upload in the
+/// bucket; the next mount of the same cache directory knows it as its own (the upload
+/// journal) and aborts it once older than `--abort-incomplete-after`.
+#[test]
+fn uploads_of_a_killed_daemon_are_aborted_by_the_next_mount() {
+    let b = Bucket::new("orphans");
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap().to_string();
+    // Someone else's upload in the same bucket is never ours to abort.
+    rt().block_on(
+        b.client()
+            .create_multipart_upload()
+            .bucket(&b.name)
+            .key("theirs.bin")
+            .send(),
+    )
+    .expect("create a foreign upload");
+    let m = Mount::new(&b.name, &["--cache-dir", &cache_arg]);
+    let mut f = std::fs::File::create(m.p("big.bin")).unwrap();
+    // Past one part: a multipart upload is under way while the file is still open.
+    f.write_all(&pattern(20 * MIB, 4)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.pending_uploads() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no multipart upload began"
+        );
+        std::thread::yield_now();
+    }
+    let pid = m.daemon_pid();
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    drop(f);
+    drop(m);
+    assert_eq!(b.pending_uploads(), 2, "the killed daemon's upload is left");
+
+    // The default keeps uploads for 24 hours: this one is young.
+    let m = Mount::new(&b.name, &["--cache-dir", &cache_arg]);
+    assert_eq!(b.pending_uploads(), 2);
+    drop(m);
+    let m = Mount::new(
+        &b.name,
+        &["--cache-dir", &cache_arg, "--abort-incomplete-after", "0"],
+    );
+    assert_eq!(b.pending_uploads(), 1, "only the foreign upload is left");
+    assert!(
+        m.log_text()
+            .contains("aborted 1 incomplete multipart uploads"),
+        "{}",
+        m.log_text()
+    );
+    assert_eq!(m.requests("AbortMultipartUpload"), 1);
+    assert!(!b.exists("big.bin"));
+}

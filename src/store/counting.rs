@@ -32,10 +32,11 @@ pub enum Op {
     PutObjectTagging,
     DeleteObjectTagging,
     RestoreObject,
+    ListMultipartUploads,
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -51,6 +52,7 @@ impl Op {
         Op::PutObjectTagging,
         Op::DeleteObjectTagging,
         Op::RestoreObject,
+        Op::ListMultipartUploads,
     ];
 
     /// The S3 API name.
@@ -71,6 +73,7 @@ impl Op {
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
             Op::RestoreObject => "RestoreObject",
+            Op::ListMultipartUploads => "ListMultipartUploads",
         }
     }
 
@@ -343,6 +346,13 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let t = self.stats.begin(Op::AbortMultipartUpload);
         let r = self.inner.abort_multipart(key, upload_id).await;
         t.finish(&r, 0, key);
+        r
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
+        let t = self.stats.begin(Op::ListMultipartUploads);
+        let r = self.inner.list_uploads(prefix).await;
+        t.finish(&r, 0, prefix);
         r
     }
 

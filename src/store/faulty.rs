@@ -33,11 +33,12 @@ pub enum FaultTarget {
     GetTags,
     SetTags,
     Restore,
+    ListUploads,
 }
 
 impl FaultTarget {
     /// Every store operation.
-    pub const ALL: [FaultTarget; 14] = [
+    pub const ALL: [FaultTarget; 15] = [
         FaultTarget::List,
         FaultTarget::Head,
         FaultTarget::Get,
@@ -52,6 +53,7 @@ impl FaultTarget {
         FaultTarget::GetTags,
         FaultTarget::SetTags,
         FaultTarget::Restore,
+        FaultTarget::ListUploads,
     ];
 }
 
@@ -298,6 +300,11 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.inject(FaultTarget::Abort, key).await?;
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
+        self.inject(FaultTarget::ListUploads, prefix).await?;
+        self.inner.list_uploads(prefix).await
     }
 
     async fn copy(

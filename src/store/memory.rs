@@ -22,6 +22,7 @@ pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 #[derive(Debug)]
 struct Upload {
     key: String,
+    initiated: SystemTime,
     opts: PutOptions,
     /// Part number -> (ETag, body).
     parts: BTreeMap<i32, (String, Bytes)>,
@@ -424,6 +425,7 @@ impl ObjectStore for MemoryStore {
             id.clone(),
             Upload {
                 key: key.to_string(),
+                initiated: SystemTime::now(),
                 opts: opts.clone(),
                 parts: BTreeMap::new(),
             },
@@ -552,6 +554,23 @@ impl ObjectStore for MemoryStore {
         upload_for(&mut uploads, key, upload_id)?;
         uploads.remove(upload_id);
         Ok(())
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
+        tokio::task::yield_now().await;
+        let mut v: Vec<super::PendingUpload> = self
+            .uploads
+            .lock()
+            .iter()
+            .filter(|(_, u)| u.key.starts_with(prefix))
+            .map(|(id, u)| super::PendingUpload {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: u.initiated,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
+        Ok(v)
     }
 
     async fn copy(

@@ -4,6 +4,7 @@
 
 pub mod counting;
 pub mod faulty;
+pub mod journal;
 pub mod memory;
 pub mod retry;
 pub mod s3;
@@ -163,6 +164,14 @@ impl PutOptions {
     }
 }
 
+/// A multipart upload in progress, as ListMultipartUploads reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: SystemTime,
+}
+
 /// One finished part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -232,6 +241,10 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// AbortMultipartUpload.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
+    /// ListMultipartUploads: every upload under `prefix` neither completed nor aborted
+    /// (all pages).
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<PendingUpload>>;
 
     /// CopyObject (single request, sources up to 5 GiB). With `opts`, the copy gets
     /// these metadata (MetadataDirective REPLACE); without, it keeps the source's.

@@ -225,6 +225,11 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         .await
     }
 
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
+        self.run("list multipart uploads", || self.inner.list_uploads(prefix))
+            .await
+    }
+
     async fn copy(
         &self,
         source: &str,
@@ -324,10 +329,11 @@ mod tests {
                 s.inner.inner().inner().set_storage_class("k", "GLACIER");
                 s.restore("k", 1, None).await
             }
+            FaultTarget::ListUploads => s.list_uploads("").await.map(|_| ()),
         }
     }
 
-    const TARGETS: [FaultTarget; 14] = FaultTarget::ALL;
+    const TARGETS: [FaultTarget; 15] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {

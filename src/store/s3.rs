@@ -944,6 +944,44 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
+        let what = format!("list multipart uploads s3://{}/{prefix}", self.bucket);
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let r = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| map_err(&what, e))?;
+            for u in r.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                let initiated = u
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(super::PendingUpload {
+                    key: key.to_string(),
+                    upload_id: id.to_string(),
+                    initiated,
+                });
+            }
+            let more = r.is_truncated() == Some(true);
+            key_marker = r.next_key_marker().map(str::to_string);
+            id_marker = r.next_upload_id_marker().map(str::to_string);
+            if !more || (key_marker.is_none() && id_marker.is_none()) {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn copy(
         &self,
         source: &str,
