@@ -153,6 +153,19 @@ pub struct MountArgs {
     /// (default: $XDG_CACHE_HOME/bucketfs or ~/.cache/bucketfs).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Mount the bucket as it was at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z),
+    /// read-only: each key's newest version then, from ListObjectVersions (a delete
+    /// marker hides the key); reads ask for that version.
+    #[arg(long, value_parser = parse_time)]
+    pub version_at: Option<std::time::SystemTime>,
+    /// Name of the hidden directory at the mount's root where every file's versions
+    /// are (`NAME/PATH/` holds one read-only file per version of PATH, named
+    /// TIME_VERSIONID). It is not listed in the root, only reached by name.
+    #[arg(long, default_value = ".versions", value_parser = parse_versions_dir)]
+    pub versions_dir: String,
+    /// No versions directory.
+    #[arg(long)]
+    pub no_versions_dir: bool,
     /// Multipart uploads that a bucketfs of this cache directory started and could not
     /// finish (it was killed) are aborted at mount, and hourly, once this old: seconds
     /// or a duration such as 90m, 24h, 7d; 0 aborts all of them at once.
@@ -248,6 +261,78 @@ fn parse_account(s: &str) -> Result<String, String> {
     } else {
         Err(format!("{s:?} is not an account ID like 111122223333"))
     }
+}
+
+fn parse_versions_dir(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s != "." && s != ".." && !s.contains('/') && s.len() <= 255;
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a directory name"))
+    }
+}
+
+/// An RFC 3339 time: `2026-12-01T09:00:00Z`, fractions and `+HH:MM` offsets allowed.
+pub(crate) fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    let bad = || format!("{s:?} is not an RFC 3339 time like 2026-12-01T09:00:00Z");
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return Err(bad());
+        }
+        rest = &r[n..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let oh: i64 = o[1..3].parse().map_err(|_| bad())?;
+            let om: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let v = oh * 3600 + om * 60;
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return Err(bad()),
+    };
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    u64::try_from(secs)
+        .ok()
+        .map(|x| std::time::UNIX_EPOCH + std::time::Duration::from_secs(x))
+        .ok_or_else(bad)
 }
 
 /// Seconds, or a number with a unit: s, m, h, d.

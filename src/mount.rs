@@ -20,6 +20,7 @@ use crate::store::counting::CountingStore;
 use crate::store::journal::{self, JournalingStore};
 use crate::store::retry::RetryingStore;
 use crate::store::s3::{S3Config, S3Store};
+use crate::store::versions::{VersionedStore, View};
 use crate::store::{ObjectStore, StoreErrorKind};
 
 const OK: &str = "ok";
@@ -300,16 +301,34 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     if let Some(n) = args.max_attempts {
         retrying = retrying.with_max_attempts(n);
     }
-    let store = Arc::new(retrying);
+    let mut cfg_versions = None;
+    let view = match args.version_at {
+        Some(t) => View::At(t),
+        None => View::VersionsDir {
+            root: c.target.prefix.clone(),
+            dir: if args.no_versions_dir {
+                // A name no key can have: S3 keys are at most 1,024 bytes.
+                format!("{}{}/", c.target.prefix, "v".repeat(1100))
+            } else {
+                format!("{}{}/", c.target.prefix, args.versions_dir)
+            },
+        },
+    };
+    if let View::VersionsDir { dir, .. } = &view {
+        if !args.no_versions_dir {
+            cfg_versions = Some((args.versions_dir.clone(), dir.clone()));
+        }
+    }
+    let store = Arc::new(VersionedStore::new(retrying, view));
     // Uploads that a killed bucketfs left, before this one starts its own.
     let after = args.abort_incomplete_after;
     let prefix = c.target.prefix.clone();
     rt.block_on(journal::recover(
-        &*store,
+        store.inner(),
         &uploads_dir,
         &prefix,
         after,
-        Some(store.inner()),
+        Some(store.inner().inner()),
     ));
     let sweep_store = store.clone();
     rt.spawn(async move {
@@ -317,8 +336,8 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         every.tick().await;
         loop {
             every.tick().await;
-            let j = sweep_store.inner();
-            journal::recover(&*sweep_store, &uploads_dir, &prefix, after, Some(j)).await;
+            let r = sweep_store.inner();
+            journal::recover(r, &uploads_dir, &prefix, after, Some(r.inner())).await;
         }
     });
 
@@ -338,7 +357,8 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         MetadataSourceArg::Posix => MetadataSource::Posix,
         MetadataSourceArg::Listing => MetadataSource::Listing,
     };
-    cfg.read_only = args.read_only;
+    // A past time is read-only.
+    cfg.read_only = args.read_only || args.version_at.is_some();
     // Anonymous requests write only to a bucket that takes them: the first upload it
     // refuses makes the mount read-only.
     cfg.anonymous = args.s3.no_sign_request;
@@ -361,6 +381,10 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         .to_json(),
     );
     cfg.idle_inodes = args.max_idle_inodes;
+    if let Some((name, dir)) = cfg_versions {
+        cfg.hidden_name = Some(name);
+        cfg.read_only_prefix = Some(dir);
+    }
     cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
     let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);
     if left.removed > 0 {

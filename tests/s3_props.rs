@@ -795,3 +795,125 @@ fn an_sse_c_mount_encrypts_every_write_with_its_key_and_reads_it_back() {
         ),
     }
 }
+
+fn enable_versioning(b: &Bucket) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    rt().block_on(
+        b.client()
+            .put_bucket_versioning()
+            .bucket(&b.name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("enable versioning");
+}
+
+/// On a versioned bucket (moto; SeaweedFS keeps no versions), the earlier versions of
+/// a file are read-only files under the hidden `.versions/PATH/`, named by time and
+/// version id, and `cp` of one restores it; `--version-at` mounts the bucket as it was.
+#[test]
+fn versions_are_files_and_a_past_time_is_a_mount() {
+    let b = Bucket::new_at(&moto_endpoint(), "versions");
+    enable_versioning(&b);
+    b.put("docs/report.txt", "first draft");
+    b.put("docs/gone.txt", "soon deleted");
+    // Whole seconds apart: versions are named and picked by LastModified.
+    let first = std::time::SystemTime::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    b.put("docs/report.txt", "second draft");
+    rt().block_on(
+        b.client()
+            .delete_object()
+            .bucket(&b.name)
+            .key("docs/gone.txt")
+            .send(),
+    )
+    .expect("delete");
+    b.put("docs/new.txt", "added later");
+
+    let m = Mount::new_at(&moto_endpoint(), &b.name, &[]);
+    // Hidden from the root, reached by name.
+    let root: Vec<String> = std::fs::read_dir(m.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(root, vec!["docs".to_string()]);
+    let vdir = m.p(".versions/docs/report.txt");
+    let mut names: Vec<String> = std::fs::read_dir(&vdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.contains("Z_")), "{names:?}");
+    assert_eq!(std::fs::read(vdir.join(&names[0])).unwrap(), b"first draft");
+    assert_eq!(
+        std::fs::read(vdir.join(&names[1])).unwrap(),
+        b"second draft"
+    );
+    // The mirror shows the directory's files, the deleted one's versions too.
+    assert!(m.p(".versions/docs/gone.txt").is_dir());
+    assert_eq!(
+        std::fs::read_dir(m.p(".versions/docs/gone.txt"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // Read-only.
+    assert!(std::fs::write(vdir.join("x"), b"no").is_err());
+    assert!(std::fs::remove_file(vdir.join(&names[0])).is_err());
+    // Restore the first draft with cp.
+    let out = Command::new("cp")
+        .arg(vdir.join(&names[0]))
+        .arg(m.p("docs/report.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.get("docs/report.txt"), b"first draft");
+    let version = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.s3.version_id"])
+        .arg(m.p("docs/report.txt"))
+        .output()
+        .unwrap();
+    assert!(version.status.success() && !version.stdout.is_empty());
+    drop(m);
+
+    // The bucket as it was before the second draft.
+    let at = bucketfs_time(first);
+    let m = Mount::new_at(&moto_endpoint(), &b.name, &["--version-at", &at]);
+    let mut docs: Vec<String> = std::fs::read_dir(m.p("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    docs.sort();
+    assert_eq!(docs, vec!["gone.txt".to_string(), "report.txt".to_string()]);
+    assert_eq!(
+        std::fs::read(m.p("docs/report.txt")).unwrap(),
+        b"first draft"
+    );
+    assert_eq!(
+        std::fs::read(m.p("docs/gone.txt")).unwrap(),
+        b"soon deleted"
+    );
+    assert!(!m.p("docs/new.txt").exists());
+    let e = std::fs::write(m.p("docs/x"), b"no").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+}
+
+/// `t` as RFC 3339, whole seconds rounded up (so objects of second `t` are in).
+fn bucketfs_time(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

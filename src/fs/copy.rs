@@ -54,6 +54,16 @@ impl<S: ObjectStore> Filesystem<S> {
         if src.kind != Kind::File {
             return refuse("the source is not a regular file");
         }
+        if self
+            .cfg
+            .read_only_prefix
+            .as_deref()
+            .is_some_and(|p| src.key.starts_with(p))
+        {
+            // An old version: its bytes are read by version id, which CopyObject here
+            // is not given.
+            return refuse("the source is a version");
+        }
         let out = self
             .writer(fout.ino)
             .ok_or_else(|| Error::BadHandle("file is no longer open for writing".into()))?;

@@ -71,6 +71,10 @@ pub struct FsConfig {
     pub write: WriteConfig,
     /// Inodes without a kernel reference kept for reuse (see `inode`).
     pub idle_inodes: usize,
+    /// A name in the root that readdir leaves out (the versions directory).
+    pub hidden_name: Option<String>,
+    /// Keys under this prefix are read-only (EROFS): the versions directory.
+    pub read_only_prefix: Option<String>,
 }
 
 impl FsConfig {
@@ -89,6 +93,8 @@ impl FsConfig {
             statahead_window: 4096,
             write: WriteConfig::new(std::env::temp_dir().join("bucketfs-staging")),
             idle_inodes: inode::IDLE_INODES,
+            hidden_name: None,
+            read_only_prefix: None,
         }
     }
 }
@@ -898,6 +904,9 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let dir = h.dir.ino;
         for i in start..h.entries.len() {
+            if dir == ROOT_INO && self.cfg.hidden_name.as_deref() == Some(&h.entries[i].name) {
+                continue;
+            }
             self.ensure_entry_inode(dir, &mut h.entries[i]);
             if add(&h.entries[i]) {
                 break;

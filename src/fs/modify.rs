@@ -126,6 +126,19 @@ impl<S: ObjectStore> Filesystem<S> {
         self.writers.lock().get(&ino).cloned()
     }
 
+    /// [`check_writable`](Self::check_writable) for a change at `key`.
+    pub(crate) fn check_writable_at(&self, key: &str) -> Result<()> {
+        if self
+            .cfg
+            .read_only_prefix
+            .as_deref()
+            .is_some_and(|p| key.starts_with(p))
+        {
+            return Err(Error::ReadOnly);
+        }
+        self.check_writable()
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
         if self.cfg.read_only
             || self
@@ -314,7 +327,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// open() with write access or O_TRUNC.
     pub(crate) async fn open_write(&self, inode: &Arc<Inode>, flags: i32) -> Result<Opened> {
-        self.check_writable()?;
+        self.check_writable_at(&inode.key)?;
         if inode.kind == Kind::Symlink {
             return Err(Error::IsSymlink(inode.key.clone()));
         }
@@ -346,7 +359,7 @@ impl<S: ObjectStore> Filesystem<S> {
         mode: u32,
         owner: Owner,
     ) -> Result<(Attr, Opened)> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;
@@ -591,7 +604,7 @@ impl<S: ObjectStore> Filesystem<S> {
         if nothing {
             return self.getattr(ino).await;
         }
-        self.check_writable()?;
+        self.check_writable_at(&inode.key)?;
         if inode.kind == Kind::Dir {
             if ch.size.is_some() {
                 return Err(Error::IsDir(inode.key.clone()));
@@ -680,8 +693,8 @@ impl<S: ObjectStore> Filesystem<S> {
         name: &str,
         value: Option<&[u8]>,
     ) -> Result<()> {
-        self.check_writable()?;
         let inode = self.inodes.get(ino)?;
+        self.check_writable_at(&inode.key)?;
         if let Some(tag) = name.strip_prefix(super::TAG_XATTR_PREFIX) {
             return self.change_tag(&inode, tag, value).await;
         }

@@ -85,7 +85,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn mkdir(&self, parent: u64, name: &[u8], mode: u32, owner: Owner) -> Result<Attr> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let prefix = dir_prefix(&dir.key, name)?;
@@ -119,7 +119,7 @@ impl<S: ObjectStore> Filesystem<S> {
         target: &[u8],
         owner: Owner,
     ) -> Result<Attr> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
         let target = std::str::from_utf8(target)
             .map_err(|_| Error::Invalid("symlink target is not UTF-8".into()))?;
@@ -144,7 +144,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let inode = self.entry(parent, name).await?;
@@ -190,7 +190,7 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let inode = self.entry(parent, name).await?;
@@ -214,7 +214,8 @@ impl<S: ObjectStore> Filesystem<S> {
         newname: &[u8],
         flags: u32,
     ) -> Result<()> {
-        self.check_writable()?;
+        self.check_writable_at(&self.inodes.get(parent)?.key)?;
+        self.check_writable_at(&self.inodes.get(newparent)?.key)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(Error::Invalid("RENAME_EXCHANGE is not supported".into()));
         }

@@ -33,10 +33,11 @@ pub enum Op {
     DeleteObjectTagging,
     RestoreObject,
     ListMultipartUploads,
+    ListObjectVersions,
 }
 
 impl Op {
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 17] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -53,6 +54,7 @@ impl Op {
         Op::DeleteObjectTagging,
         Op::RestoreObject,
         Op::ListMultipartUploads,
+        Op::ListObjectVersions,
     ];
 
     /// The S3 API name.
@@ -74,6 +76,7 @@ impl Op {
             Op::DeleteObjectTagging => "DeleteObjectTagging",
             Op::RestoreObject => "RestoreObject",
             Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::ListObjectVersions => "ListObjectVersions",
         }
     }
 
@@ -346,6 +349,37 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let t = self.stats.begin(Op::AbortMultipartUpload);
         let r = self.inner.abort_multipart(key, upload_id).await;
         t.finish(&r, 0, key);
+        r
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        let t = self.stats.begin(Op::ListObjectVersions);
+        let r = self.inner.list_versions(prefix, marker).await;
+        t.finish(&r, 0, prefix);
+        r
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        let t = self.stats.begin(Op::HeadObject);
+        let r = self.inner.head_version(key, version_id).await;
+        t.finish(&r, 0, key);
+        r
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        let t = self.stats.begin(Op::GetObject);
+        let r = self.inner.get_version_range(key, version_id, range).await;
+        let n = r.as_ref().map_or(0, |b| b.len() as u64);
+        t.finish(&r, n, key);
         r
     }
 

@@ -34,11 +34,12 @@ pub enum FaultTarget {
     SetTags,
     Restore,
     ListUploads,
+    ListVersions,
 }
 
 impl FaultTarget {
     /// Every store operation.
-    pub const ALL: [FaultTarget; 15] = [
+    pub const ALL: [FaultTarget; 16] = [
         FaultTarget::List,
         FaultTarget::Head,
         FaultTarget::Get,
@@ -54,6 +55,7 @@ impl FaultTarget {
         FaultTarget::SetTags,
         FaultTarget::Restore,
         FaultTarget::ListUploads,
+        FaultTarget::ListVersions,
     ];
 }
 
@@ -300,6 +302,30 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.inject(FaultTarget::Abort, key).await?;
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        self.inject(FaultTarget::ListVersions, prefix).await?;
+        self.inner.list_versions(prefix, marker).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        self.inject(FaultTarget::Head, key).await?;
+        self.inner.head_version(key, version_id).await
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        self.inject(FaultTarget::Get, key).await?;
+        self.inner.get_version_range(key, version_id, range).await
     }
 
     async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {

@@ -281,6 +281,27 @@ impl<S: ObjectStore> ObjectStore for JournalingStore<S> {
         r
     }
 
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        self.inner.list_versions(prefix, marker).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        self.inner.head_version(key, version_id).await
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        self.inner.get_version_range(key, version_id, range).await
+    }
+
     async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<PendingUpload>> {
         self.inner.list_uploads(prefix).await
     }

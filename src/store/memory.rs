@@ -556,6 +556,53 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        _marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        tokio::task::yield_now().await;
+        // No history is kept: each object is its one version, "null".
+        let versions = self
+            .objects
+            .lock()
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| super::VersionSummary {
+                key: k.clone(),
+                version_id: "null".into(),
+                size: o.body.len() as u64,
+                etag: o.etag.clone(),
+                last_modified: o.last_modified,
+                is_latest: true,
+                delete_marker: false,
+            })
+            .collect();
+        Ok(super::VersionPage {
+            versions,
+            next: None,
+        })
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        if version_id != "null" {
+            return Err(StoreError::not_found(key));
+        }
+        self.head(key).await
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        if version_id != "null" {
+            return Err(StoreError::not_found(key));
+        }
+        self.get_range(key, range, None).await
+    }
+
     async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
         tokio::task::yield_now().await;
         let mut v: Vec<super::PendingUpload> = self

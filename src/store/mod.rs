@@ -8,6 +8,7 @@ pub mod journal;
 pub mod memory;
 pub mod retry;
 pub mod s3;
+pub mod versions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -164,6 +165,28 @@ impl PutOptions {
     }
 }
 
+/// One version (or delete marker) as ListObjectVersions reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    pub key: String,
+    /// `null` for an object written before versioning was enabled.
+    pub version_id: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    /// Versions and delete markers, in any order.
+    pub versions: Vec<VersionSummary>,
+    /// The key and version id markers of the next page; `None` at the end.
+    pub next: Option<(String, String)>,
+}
+
 /// A multipart upload in progress, as ListMultipartUploads reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
@@ -241,6 +264,25 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// AbortMultipartUpload.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
+    /// One page of ListObjectVersions under `prefix` (no delimiter), from `marker`
+    /// (key and version id markers of the previous page).
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<VersionPage>;
+
+    /// HeadObject of one version.
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta>;
+
+    /// GetObject of `range` (end exclusive) of one version.
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes>;
 
     /// ListMultipartUploads: every upload under `prefix` neither completed nor aborted
     /// (all pages).

@@ -225,6 +225,34 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         .await
     }
 
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        self.run("list object versions", || {
+            self.inner.list_versions(prefix, marker.clone())
+        })
+        .await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        self.run("head", || self.inner.head_version(key, version_id))
+            .await
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        self.run("get", || {
+            self.inner.get_version_range(key, version_id, range.clone())
+        })
+        .await
+    }
+
     async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<super::PendingUpload>> {
         self.run("list multipart uploads", || self.inner.list_uploads(prefix))
             .await
@@ -330,10 +358,11 @@ mod tests {
                 s.restore("k", 1, None).await
             }
             FaultTarget::ListUploads => s.list_uploads("").await.map(|_| ()),
+            FaultTarget::ListVersions => s.list_versions("", None).await.map(|_| ()),
         }
     }
 
-    const TARGETS: [FaultTarget; 15] = FaultTarget::ALL;
+    const TARGETS: [FaultTarget; 16] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {

@@ -324,11 +324,137 @@ impl S3Store {
     }
 
     /// One GetObject of `range`, checked to be of the version `if_match` names.
+    /// HeadObject of the current version, or of `version`.
+    async fn head_at(&self, key: &str, version: Option<&str>) -> StoreResult<ObjectMeta> {
+        let req = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string));
+
+        let req = with_sse_c!(req, self.sse_c.as_ref());
+        let out = if key.ends_with('/') {
+            // A directory marker only decorates a directory its listing already shows,
+            // and some servers answer 500 for a prefix they keep as a real directory:
+            // one retry, not the full backoff a lookup would wait through.
+            req.customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::new()
+                        .retry_config(RetryConfig::standard().with_max_attempts(2)),
+                )
+                .send()
+                .await
+        } else {
+            req.send().await
+        }
+        .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
+        let props = Props {
+            cache_control: out.cache_control().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            expires: out.expires_string().map(str::to_string),
+            website_redirect: out.website_redirect_location().map(str::to_string),
+            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+            sse: out.server_side_encryption().map(|e| e.as_str().to_string()),
+            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key: out.bucket_key_enabled(),
+        };
+        Ok(ObjectMeta {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            last_modified: to_system_time(out.last_modified()),
+            props,
+            content_type: out.content_type().map(str::to_string),
+            version_id: out.version_id().map(str::to_string),
+            user_metadata: out
+                .metadata()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            restore: out.restore().map(str::to_string),
+            tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
+        })
+    }
+
+    /// GetObject of `range` of the current version (pinned by `if_match`), or of
+    /// `version`.
+    async fn get_range_at(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        version: Option<&str>,
+    ) -> StoreResult<Bytes> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        // No ETag known (a server whose listings carry none): nothing to pin to.
+        let if_match = if_match.filter(|e| !e.is_empty());
+        let what = |r: &Range<u64>| {
+            format!(
+                "get s3://{}/{key} bytes {}-{}",
+                self.bucket,
+                r.start,
+                r.end - 1
+            )
+        };
+        // A body cut off part-way (a connection reset, a proxy timeout) is resumed from
+        // the byte where it stopped, with the same If-Match, so the pieces are one version.
+        let mut buf = bytes::BytesMut::new();
+        let mut cuts = 0;
+        loop {
+            let rest = range.start + buf.len() as u64..range.end;
+            let out = self
+                .get_once(key, &rest, if_match, version, &what(&rest))
+                .await?;
+            let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
+            if buf.is_empty() {
+                buf.reserve(expected.unwrap_or(rest.end - rest.start) as usize);
+            }
+            let before = buf.len();
+            let mut body = out.body;
+            let cut = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => {
+                        let got = (buf.len() - before) as u64;
+                        break expected
+                            .filter(|&n| got < n)
+                            .map(|n| format!("the body ended after {got} of {n} bytes"));
+                    }
+                    Err(e) => break Some(causes(&e)),
+                }
+            };
+            let Some(cause) = cut else {
+                return Ok(buf.freeze());
+            };
+            cuts += 1;
+            let at = range.start + buf.len() as u64;
+            if cuts > BODY_RESUMES || at >= range.end {
+                return Err(StoreError::new(
+                    StoreErrorKind::Transient,
+                    format!(
+                        "{}: the download was cut off {cuts} times (last at byte {at}: {cause})",
+                        what(&range)
+                    ),
+                ));
+            }
+            tracing::debug!(key, at, cuts, "download cut off ({cause}): resuming");
+            tokio::time::sleep(Duration::from_millis(50 << cuts.min(6))).await;
+        }
+    }
+
     async fn get_once(
         &self,
         key: &str,
         range: &Range<u64>,
         if_match: Option<&str>,
+        version: Option<&str>,
         what: &str,
     ) -> StoreResult<aws_sdk_s3::operation::get_object::GetObjectOutput> {
         let out = self
@@ -337,6 +463,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_version_id(version.map(str::to_string))
             .set_if_match(if_match.map(str::to_string));
         let out = with_sse_c!(out, self.sse_c.as_ref())
             .send()
@@ -681,53 +808,76 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
-        let req = self.client.head_object().bucket(&self.bucket).key(key);
-        let req = with_sse_c!(req, self.sse_c.as_ref());
-        let out = if key.ends_with('/') {
-            // A directory marker only decorates a directory its listing already shows,
-            // and some servers answer 500 for a prefix they keep as a real directory:
-            // one retry, not the full backoff a lookup would wait through.
-            req.customize()
-                .config_override(
-                    aws_sdk_s3::config::Builder::new()
-                        .retry_config(RetryConfig::standard().with_max_attempts(2)),
-                )
-                .send()
-                .await
-        } else {
-            req.send().await
-        }
-        .map_err(|e| map_err(&format!("head s3://{}/{key}", self.bucket), e))?;
-        let props = Props {
-            cache_control: out.cache_control().map(str::to_string),
-            content_encoding: out.content_encoding().map(str::to_string),
-            content_disposition: out.content_disposition().map(str::to_string),
-            content_language: out.content_language().map(str::to_string),
-            expires: out.expires_string().map(str::to_string),
-            website_redirect: out.website_redirect_location().map(str::to_string),
-            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
-            sse: out.server_side_encryption().map(|e| e.as_str().to_string()),
-            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
-            bucket_key: out.bucket_key_enabled(),
-        };
-        Ok(ObjectMeta {
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            etag: out.e_tag().unwrap_or_default().to_string(),
-            last_modified: to_system_time(out.last_modified()),
-            props,
-            content_type: out.content_type().map(str::to_string),
-            version_id: out.version_id().map(str::to_string),
-            user_metadata: out
-                .metadata()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                        .collect()
+        self.head_at(key, None).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        self.head_at(key, Some(version_id)).await
+    }
+
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        self.get_range_at(key, range, None, Some(version_id)).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<super::VersionPage> {
+        let what = format!("list object versions s3://{}/{prefix}", self.bucket);
+        let (km, vm) = marker.unzip();
+        let r = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_key_marker(km)
+            .set_version_id_marker(vm.filter(|v| !v.is_empty()))
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        let mut versions: Vec<super::VersionSummary> = r
+            .versions()
+            .iter()
+            .filter_map(|v| {
+                Some(super::VersionSummary {
+                    key: v.key()?.to_string(),
+                    version_id: v.version_id().unwrap_or("null").to_string(),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                    etag: v.e_tag().unwrap_or_default().to_string(),
+                    last_modified: to_system_time(v.last_modified()),
+                    is_latest: v.is_latest().unwrap_or(false),
+                    delete_marker: false,
                 })
-                .unwrap_or_default(),
-            restore: out.restore().map(str::to_string),
-            tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
-        })
+            })
+            .collect();
+        versions.extend(r.delete_markers().iter().filter_map(|d| {
+            Some(super::VersionSummary {
+                key: d.key()?.to_string(),
+                version_id: d.version_id().unwrap_or("null").to_string(),
+                size: 0,
+                etag: String::new(),
+                last_modified: to_system_time(d.last_modified()),
+                is_latest: d.is_latest().unwrap_or(false),
+                delete_marker: true,
+            })
+        }));
+        let next = (r.is_truncated() == Some(true))
+            .then(|| {
+                r.next_key_marker().map(|k| {
+                    (
+                        k.to_string(),
+                        r.next_version_id_marker().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .flatten();
+        Ok(super::VersionPage { versions, next })
     }
 
     async fn get_range(
@@ -736,61 +886,7 @@ impl ObjectStore for S3Store {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> StoreResult<Bytes> {
-        if range.end <= range.start {
-            return Ok(Bytes::new());
-        }
-        // No ETag known (a server whose listings carry none): nothing to pin to.
-        let if_match = if_match.filter(|e| !e.is_empty());
-        let what = |r: &Range<u64>| {
-            format!(
-                "get s3://{}/{key} bytes {}-{}",
-                self.bucket,
-                r.start,
-                r.end - 1
-            )
-        };
-        // A body cut off part-way (a connection reset, a proxy timeout) is resumed from
-        // the byte where it stopped, with the same If-Match, so the pieces are one version.
-        let mut buf = bytes::BytesMut::new();
-        let mut cuts = 0;
-        loop {
-            let rest = range.start + buf.len() as u64..range.end;
-            let out = self.get_once(key, &rest, if_match, &what(&rest)).await?;
-            let expected = out.content_length().and_then(|n| u64::try_from(n).ok());
-            if buf.is_empty() {
-                buf.reserve(expected.unwrap_or(rest.end - rest.start) as usize);
-            }
-            let before = buf.len();
-            let mut body = out.body;
-            let cut = loop {
-                match body.try_next().await {
-                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-                    Ok(None) => {
-                        let got = (buf.len() - before) as u64;
-                        break expected
-                            .filter(|&n| got < n)
-                            .map(|n| format!("the body ended after {got} of {n} bytes"));
-                    }
-                    Err(e) => break Some(causes(&e)),
-                }
-            };
-            let Some(cause) = cut else {
-                return Ok(buf.freeze());
-            };
-            cuts += 1;
-            let at = range.start + buf.len() as u64;
-            if cuts > BODY_RESUMES || at >= range.end {
-                return Err(StoreError::new(
-                    StoreErrorKind::Transient,
-                    format!(
-                        "{}: the download was cut off {cuts} times (last at byte {at}: {cause})",
-                        what(&range)
-                    ),
-                ));
-            }
-            tracing::debug!(key, at, cuts, "download cut off ({cause}): resuming");
-            tokio::time::sleep(Duration::from_millis(50 << cuts.min(6))).await;
-        }
+        self.get_range_at(key, range, if_match, None).await
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
