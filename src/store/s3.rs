@@ -22,8 +22,8 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod, Props,
-    PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod,
+    Props, PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
 };
 
 /// Where and how to connect.
@@ -1007,6 +1007,60 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let what = match keys {
+            [one] => format!("delete s3://{}/{one}", self.bucket),
+            _ => format!(
+                "delete {} keys from s3://{}/{}",
+                keys.len(),
+                self.bucket,
+                keys.first().map(String::as_str).unwrap_or_default()
+            ),
+        };
+        let invalid = |e: &dyn std::fmt::Display| {
+            StoreError::new(StoreErrorKind::Other, format!("{what}: {e}"))
+        };
+        if keys.is_empty() || keys.len() > super::MAX_DELETE_KEYS {
+            return Err(invalid(&format_args!(
+                "a DeleteObjects takes 1 to {} keys, not {}",
+                super::MAX_DELETE_KEYS,
+                keys.len()
+            )));
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| invalid(&e))?;
+        // DeleteObjects must carry a checksum of its body: the SDK adds one (CRC32)
+        // even where checksums are sent only when required (see `connect`).
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(out
+            .errors()
+            .iter()
+            // A missing key is deleted, as S3 itself answers; some servers report it.
+            .filter(|e| e.code() != Some("NoSuchKey"))
+            .map(|e| DeleteFailure {
+                key: e.key().unwrap_or_default().to_string(),
+                code: e.code().unwrap_or("UnknownError").to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            })
+            .collect())
     }
 
     async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
