@@ -6,11 +6,13 @@
 //! bucket), the walk that lists keys (ListObjectsV2 without delimiter, 1,000 a page) and
 //! deletes them in DeleteObjects batches of 1,000, several batches in flight and
 //! pipelined with the listing (at most about `concurrency + 2` pages of keys are held,
-//! whatever the number of keys), and what the user sees: one line per key S3 did not
+//! whatever the number of keys, besides one name per directory), then the `dir/`
+//! markers of the directories it emptied, and what the user sees: one line per key S3 did not
 //! delete, a progress line on a terminal, a summary, and the exit code. Requests go
 //! through the retrying store, so a 503 or a dropped connection costs waiting, not a
 //! failure. A mount that has the directory cached sees it gone after its metadata TTL.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -187,7 +189,8 @@ type Batch<'a> = BoxFuture<'a, (usize, StoreResult<Vec<DeleteFailure>>)>;
 
 /// Delete every key under `prefix`, listing and deleting at once: a page is listed
 /// while batches are deleted, and listing waits while a full batch waits for a free
-/// slot. Returns how many keys the listing showed. The first request that fails as a
+/// slot. Then, when every key is deleted, the markers of the directories emptied (see
+/// below). Returns how many keys the listing showed. The first request that fails as a
 /// whole stops the walk (batches in flight finish and are counted).
 async fn delete_under<S: ObjectStore + ?Sized>(
     store: &S,
@@ -204,6 +207,9 @@ async fn delete_under<S: ObjectStore + ?Sized>(
     let mut batches: FuturesUnordered<Batch<'_>> = FuturesUnordered::new();
     let mut listed = 0u64;
     let mut error: Option<StoreError> = None;
+    // Every directory the keys are in (from `prefix` down), and the markers listed.
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    let mut markers: BTreeSet<String> = BTreeSet::new();
     loop {
         // Start every full batch there is room for, and the last one once listed.
         while error.is_none()
@@ -229,6 +235,12 @@ async fn delete_under<S: ObjectStore + ?Sized>(
                 match page {
                     Ok(page) => {
                         listed += page.objects.len() as u64;
+                        for o in &page.objects {
+                            note_dirs(prefix, &o.key, &mut dirs);
+                            if o.key.ends_with('/') {
+                                markers.insert(o.key.clone());
+                            }
+                        }
                         pending.extend(page.objects.into_iter().map(|o| o.key));
                         listing = page
                             .next_token
@@ -252,9 +264,39 @@ async fn delete_under<S: ObjectStore + ?Sized>(
             }
         }
     }
-    match error {
-        Some(e) => Err(e.into()),
-        None => Ok(listed),
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    if counts.failed == 0 {
+        // Servers that keep directories as real folders (SeaweedFS) keep an emptied one
+        // until its `dir/` marker is deleted, as `rmdir` on a mount does: delete the
+        // markers not listed, children before parents, one batch after another. Where
+        // directories are only prefixes (AWS) these keys do not exist, and cost one
+        // request per 1,000 directories.
+        let unlisted: Vec<String> = dirs
+            .into_iter()
+            .rev()
+            .filter(|d| !markers.contains(d))
+            .collect();
+        for chunk in unlisted.chunks(MAX_DELETE_KEYS) {
+            let failures = store.delete_many(chunk).await?;
+            for f in &failures {
+                on(Event::Failed(f));
+            }
+            counts.failed += failures.len() as u64;
+        }
+    }
+    Ok(listed)
+}
+
+/// Add the directories `key` is in, from `prefix` (itself included, unless `""`) down,
+/// to `dirs`.
+fn note_dirs(prefix: &str, key: &str, dirs: &mut BTreeSet<String>) {
+    for (i, _) in key.match_indices('/') {
+        let end = i + 1;
+        if end >= prefix.len() && !dirs.contains(&key[..end]) {
+            dirs.insert(key[..end].to_string());
+        }
     }
 }
 
@@ -467,7 +509,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn five_thousand_keys_take_five_listings_and_five_deletes() {
+    async fn five_thousand_keys_take_five_listings_and_five_batches_of_keys() {
         let mem = MemoryStore::new();
         tree(&mem, "a/b/", 5_000);
         mem.put("a/b/", "");
@@ -486,14 +528,16 @@ mod tests {
                 failed: 0
             }
         );
-        // 5,001 keys (the marker too): six pages, six batches.
+        // 5,001 keys (the marker too): six pages, six batches; the one directory's
+        // marker was listed, so no batch of markers.
         assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 6);
         assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 6);
         assert_eq!(stats.snapshot(Op::HeadObject).requests, 0);
         assert_eq!(stats.snapshot(Op::DeleteObject).requests, 0);
         assert_eq!(store.inner().keys(), ["a/b", "a/b.txt", "a/bc"]);
 
-        // Exactly 5,000: five of each.
+        // Exactly 5,000 and no marker: five pages, five batches of keys, and one of the
+        // marker `t/` (for servers that keep the emptied directory as a folder).
         let mem = MemoryStore::new();
         tree(&mem, "t/", 5_000);
         mem.put("t0", "sibling");
@@ -503,7 +547,11 @@ mod tests {
         assert!(out.ok());
         assert_eq!(out.counts.deleted, 5_000);
         assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 5);
-        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 5);
+        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 6);
+        assert_eq!(
+            store.inner().deleted().last().map(String::as_str),
+            Some("t/")
+        );
         assert_eq!(store.inner().keys(), ["t0"]);
     }
 
@@ -537,7 +585,8 @@ mod tests {
         // 4 in flight and 1 full batch waiting: 5 pages listed, the listing waits.
         assert_eq!(held, (4, 5));
         assert_eq!(stats.snapshot(Op::DeleteObjects).max_in_flight, 4);
-        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 9);
+        // Nine batches of keys, one of the marker `d/`.
+        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 10);
         assert!(store.inner().inner().keys().is_empty());
 
         let mem = MemoryStore::new();
@@ -551,6 +600,30 @@ mod tests {
         assert!(rm(&store, "d", one).await.0.ok());
         assert_eq!(stats.snapshot(Op::DeleteObjects).max_in_flight, 1);
         assert!(store.inner().keys().is_empty());
+    }
+
+    #[tokio::test]
+    async fn emptied_directories_lose_their_markers_children_first() {
+        let mem = MemoryStore::new();
+        for k in ["x/a", "x/s/b", "x/s/t/c", "x/u/", "xy/d"] {
+            mem.put(k, "x");
+        }
+        let store = CountingStore::new(mem);
+        let (out, _) = rm(&store, "x", OPTS).await;
+        assert!(out.ok());
+        assert_eq!(out.counts.deleted, 4);
+        assert_eq!(store.inner().keys(), ["xy/d"]);
+        // After the keys: the markers not listed, deepest first (`x/u/` was listed).
+        let deleted = store.inner().deleted();
+        assert_eq!(deleted[4..], ["x/s/t/", "x/s/", "x/"]);
+
+        // The whole bucket: every directory, never "".
+        let mem = MemoryStore::new();
+        mem.put("a/b/c", "x");
+        mem.put("top", "x");
+        let (out, _) = rm(&mem, "", OPTS).await;
+        assert!(out.ok());
+        assert_eq!(mem.deleted()[2..], ["a/b/", "a/"]);
     }
 
     #[tokio::test]
@@ -573,6 +646,8 @@ mod tests {
         assert_eq!(keys, ["d/locked/00000", "d/locked/00001", "d/locked/00002"]);
         assert!(failed.iter().all(|f| f.code == "AccessDenied"));
         assert_eq!(store.inner().inner().keys().len(), 3);
+        // A directory not emptied keeps its marker: no batch of markers.
+        assert_eq!(store.stats().snapshot(Op::DeleteObjects).requests, 2);
     }
 
     #[tokio::test]

@@ -1315,6 +1315,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn delete_many_is_one_quiet_checksummed_request_and_reads_the_failures() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <DeleteResult><Error><Key>locked/a</Key><Code>AccessDenied</Code>\
+            <Message>Access Denied</Message></Error>\
+            <Error><Key>gone</Key><Code>NoSuchKey</Code><Message>none</Message></Error>\
+            </DeleteResult>";
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, log) = serve(move |_| reply.clone()).await;
+        let s = S3Store::connect(&local(url)).await;
+        let keys: Vec<String> = ["ok", "locked/a", "gone"].map(String::from).to_vec();
+        let failed = s.delete_many(&keys).await.unwrap();
+        assert_eq!(
+            failed,
+            [crate::store::DeleteFailure {
+                key: "locked/a".into(),
+                code: "AccessDenied".into(),
+                message: "Access Denied".into(),
+            }]
+        );
+        let seen = log.lock().clone();
+        assert_eq!(seen.len(), 1, "{seen:#?}");
+        assert!(seen[0].starts_with("post /b/?delete"), "{}", seen[0]);
+        // S3 refuses a DeleteObjects without a checksum of its body.
+        assert!(
+            seen[0].contains("x-amz-checksum-") || seen[0].contains("content-md5:"),
+            "{}",
+            seen[0]
+        );
+        let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+        assert_eq!(
+            s.delete_many(&too_many).await.unwrap_err().kind,
+            StoreErrorKind::Other
+        );
+        assert_eq!(log.lock().len(), 1, "no request for more than 1,000 keys");
+    }
+
+    #[tokio::test]
     async fn s3_error_codes_map_to_kinds_and_messages_name_key_and_code() {
         fn error(status: u16, code: &str, message: &str) -> String {
             let body = format!(
