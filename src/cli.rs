@@ -1,4 +1,5 @@
-//! Command-line interface: `bucketfs mount TARGET MOUNTPOINT [options]`.
+//! Command-line interface: `bucketfs mount TARGET MOUNTPOINT [options]`, `bucketfs
+//! presign`, `bucketfs rm`.
 
 use std::path::PathBuf;
 
@@ -22,6 +23,40 @@ pub enum Command {
     /// Print a presigned URL of an object: a path inside a bucketfs mount (signed with
     /// your AWS credentials for the mount's bucket and endpoint), or s3://bucket/key.
     Presign(PresignArgs),
+    /// Delete an object, or with -r every object under a prefix (batches of 1,000 keys
+    /// per DeleteObjects): s3://bucket/key or a path inside a bucketfs mount.
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RmArgs {
+    /// s3://bucket/key, s3://bucket/prefix (with -r; s3://bucket is the whole bucket), or
+    /// a path inside a bucketfs mount (its root, with -r: everything the mount shows).
+    pub target: String,
+    /// Delete every key under the prefix (`prefix/` and below); a plain object is
+    /// deleted as without -r.
+    #[arg(short = 'r', visible_short_alias = 'R', long)]
+    pub recursive: bool,
+    /// A missing object is no error.
+    #[arg(short, long)]
+    pub force: bool,
+    /// DeleteObjects requests (of up to 1,000 keys each) in flight at once.
+    #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// No progress and no summary line (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// At the end, print the S3 requests sent, by operation, on stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// How long a request failing for a passing reason (unreachable, 5xx, throttling)
+    /// is retried before the command fails, in seconds.
+    #[arg(long, default_value = "120", value_parser = parse_seconds)]
+    pub retry_window: std::time::Duration,
+    /// Where the server is, for s3:// (a path in a mount uses the mount's endpoint,
+    /// region and addressing); the other options apply to both.
+    #[command(flatten)]
+    pub s3: ConnectArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -453,5 +488,22 @@ mod tests {
         assert_eq!(m.file_mode, 0o600);
         assert_eq!(m.metadata_source, MetadataSourceArg::Listing);
         assert!(m.read_only);
+    }
+
+    #[test]
+    fn rm_parses() {
+        let c = Cli::try_parse_from(["bucketfs", "rm", "-R", "-f", "s3://b/p", "--stats"]).unwrap();
+        let Command::Rm(r) = c.command else {
+            panic!("not an rm command");
+        };
+        assert!(r.recursive && r.force && r.stats && !r.quiet);
+        assert_eq!(r.concurrency, 4);
+        let c = Cli::try_parse_from(["bucketfs", "rm", "--recursive", "x", "--concurrency", "9"]);
+        let Command::Rm(r) = c.unwrap().command else {
+            panic!("not an rm command");
+        };
+        assert!(r.recursive && !r.force);
+        assert_eq!(r.concurrency, 9);
+        assert!(Cli::try_parse_from(["bucketfs", "rm", "x", "--concurrency", "0"]).is_err());
     }
 }

@@ -9,4 +9,5 @@ pub mod mount;
 pub mod mountinfo;
 pub mod presign;
 pub mod readahead;
+pub mod rm;
 pub mod store;

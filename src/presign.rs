@@ -85,7 +85,11 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         };
         (mt, key)
     } else {
-        in_mount(Path::new(&args.target))?
+        let (t, key) = in_mount(Path::new(&args.target))?;
+        if key.is_empty() || key.ends_with('/') {
+            return Err(format!("{}: the mount's root, not a file", args.target));
+        }
+        (t, key)
     };
     let cfg = S3Config {
         bucket: target.bucket.clone(),
@@ -115,20 +119,28 @@ fn url(args: &PresignArgs) -> Result<String, String> {
     })
 }
 
-/// The mount that `path` is in, and the object key of `path`.
-fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// The mount that `path` is in, and the object key of `path`. The mount's root itself
+/// is the mount's prefix (`""` for a whole bucket, else ending in `/`); no other path
+/// gives a key ending in `/`. The last component is not followed if it is a symlink:
+/// the key is the link's own.
+pub(crate) fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
+    let full = match path.file_name() {
+        Some(name) => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let parent = parent
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
+            parent.join(name)
+        }
+        // `.`, `..`, `/`: a directory, named by where it is.
+        None => path
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", path.display()))?,
     };
-    let parent = parent
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    let full = parent.join(name);
-    let mut dir = parent.as_path();
+    let mut dir = full.as_path();
     loop {
         if let Some(json) = read_xattr(dir, TARGET_XATTR) {
             let t = MountTarget::from_json(&json)
@@ -151,14 +163,15 @@ fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
     }
 }
 
-/// The value of xattr `name` of `path`, if it has one.
+/// The value of xattr `name` of `path` (of a symlink itself, not what it points to), if
+/// it has one.
 fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let p = CString::new(path.as_os_str().as_bytes()).ok()?;
     let n = CString::new(name).ok()?;
     let mut buf = vec![0u8; 4096];
     // SAFETY: both strings are NUL-terminated and live across the call; the buffer is
     // valid for its length.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if r < 0 {
         return None;
     }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tracing::{debug, trace};
 
-use super::{CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreResult};
+use super::{
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreResult,
+};
 
 /// The S3 operations bucketfs issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,7 @@ pub enum Op {
     AbortMultipartUpload,
     CopyObject,
     DeleteObject,
+    DeleteObjects,
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
@@ -37,7 +40,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -49,6 +52,7 @@ impl Op {
         Op::AbortMultipartUpload,
         Op::CopyObject,
         Op::DeleteObject,
+        Op::DeleteObjects,
         Op::GetObjectTagging,
         Op::PutObjectTagging,
         Op::DeleteObjectTagging,
@@ -71,6 +75,7 @@ impl Op {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::CopyObject => "CopyObject",
             Op::DeleteObject => "DeleteObject",
+            Op::DeleteObjects => "DeleteObjects",
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
@@ -410,6 +415,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         r
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        // One request, counted once; keys it could not delete are not request errors.
+        let t = self.stats.begin(Op::DeleteObjects);
+        let r = self.inner.delete_many(keys).await;
+        t.finish(&r, 0, keys.first().map(String::as_str).unwrap_or_default());
+        r
+    }
+
     async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
         let t = self.stats.begin(Op::GetObjectTagging);
         let r = self.inner.get_tags(key).await;
@@ -500,6 +513,12 @@ mod tests {
         assert!(store.abort_multipart("m", &id).await.is_err());
         store.copy("m", "c", None, None).await.unwrap();
         store.delete("c").await.unwrap();
+        let gone = store
+            .delete_many(&["m".to_string(), "never".to_string()])
+            .await
+            .unwrap();
+        assert!(gone.is_empty());
+        assert!(store.inner().keys() == vec!["p".to_string()]);
         let stats = store.stats();
         assert_eq!(stats.snapshot(Op::PutObject).bytes, 10);
         assert_eq!(stats.snapshot(Op::UploadPart).bytes, 7);
@@ -508,6 +527,7 @@ mod tests {
         assert_eq!(stats.snapshot(Op::AbortMultipartUpload).errors, 1);
         assert_eq!(stats.snapshot(Op::CopyObject).requests, 1);
         assert_eq!(stats.snapshot(Op::DeleteObject).requests, 1);
+        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 1);
         assert_eq!(stats.snapshot(Op::CreateMultipartUpload).requests, 1);
         for op in Op::ALL {
             assert_eq!(Op::ALL[op.index()], op);

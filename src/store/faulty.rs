@@ -1,7 +1,8 @@
 //! A fault-injecting [`ObjectStore`] wrapper for unit tests. It fails a chosen operation a
 //! set number of times or always, fails every operation at random with a seeded
 //! probability, holds a chosen operation at a gate until the test opens it, or returns
-//! short bodies, so tests can prove that the core surfaces errors cleanly, never returns
+//! short bodies, or refuses the deletion of some keys (per-key failures of a
+//! DeleteObjects), so tests can prove that the core surfaces errors cleanly, never returns
 //! wrong bytes, and does not block on an in-flight request.
 
 use std::ops::Range;
@@ -12,8 +13,8 @@ use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreError, StoreErrorKind,
-    StoreResult,
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreError,
+    StoreErrorKind, StoreResult,
 };
 
 /// Which requests to fail: one per store operation.
@@ -30,6 +31,7 @@ pub enum FaultTarget {
     Abort,
     Copy,
     Delete,
+    DeleteMany,
     GetTags,
     SetTags,
     Restore,
@@ -39,7 +41,7 @@ pub enum FaultTarget {
 
 impl FaultTarget {
     /// Every store operation.
-    pub const ALL: [FaultTarget; 16] = [
+    pub const ALL: [FaultTarget; 17] = [
         FaultTarget::List,
         FaultTarget::Head,
         FaultTarget::Get,
@@ -51,6 +53,7 @@ impl FaultTarget {
         FaultTarget::Abort,
         FaultTarget::Copy,
         FaultTarget::Delete,
+        FaultTarget::DeleteMany,
         FaultTarget::GetTags,
         FaultTarget::SetTags,
         FaultTarget::Restore,
@@ -95,6 +98,8 @@ pub struct FaultyStore<S> {
     short_reads: bool,
     random: Option<Random>,
     gate: Option<Gate>,
+    /// Keys under this prefix are not deleted: AccessDenied.
+    refused_deletes: Option<String>,
     injected: AtomicU64,
 }
 
@@ -108,6 +113,7 @@ impl<S> FaultyStore<S> {
             short_reads: false,
             random: None,
             gate: None,
+            refused_deletes: None,
             injected: AtomicU64::new(0),
         }
     }
@@ -181,6 +187,21 @@ impl<S> FaultyStore<S> {
     /// The wrapped store.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// Keys under `prefix` cannot be deleted: a DeleteObjects deletes the others and
+    /// reports each of these as an `AccessDenied` failure (as S3 does when a policy
+    /// denies some keys), and a DeleteObject of one fails with AccessDenied.
+    pub fn refusing_deletes_under(inner: S, prefix: &str) -> Self {
+        let mut s = Self::plain(inner, StoreErrorKind::AccessDenied);
+        s.refused_deletes = Some(prefix.to_string());
+        s
+    }
+
+    fn refused(&self, key: &str) -> bool {
+        self.refused_deletes
+            .as_deref()
+            .is_some_and(|p| key.starts_with(p))
     }
 
     /// GETs return one byte less than asked for (a truncated body).
@@ -346,7 +367,34 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inject(FaultTarget::Delete, key).await?;
+        if self.refused(key) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::new(
+                StoreErrorKind::AccessDenied,
+                format!("{key}: AccessDenied: injected refusal"),
+            ));
+        }
         self.inner.delete(key).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        let first = keys.first().map(String::as_str).unwrap_or_default();
+        self.inject(FaultTarget::DeleteMany, first).await?;
+        let (refused, allowed): (Vec<String>, Vec<String>) =
+            keys.iter().cloned().partition(|k| self.refused(k));
+        let mut failures = if allowed.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.delete_many(&allowed).await?
+        };
+        self.injected
+            .fetch_add(refused.len() as u64, Ordering::SeqCst);
+        failures.extend(refused.into_iter().map(|key| DeleteFailure {
+            key,
+            code: "AccessDenied".to_string(),
+            message: "Access Denied".to_string(),
+        }));
+        Ok(failures)
     }
 
     async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
@@ -432,6 +480,36 @@ mod tests {
         assert_eq!(s.inner().pending_uploads(), vec!["k".to_string()]);
         s.abort_multipart("k", &id).await.unwrap();
         assert!(s.inner().pending_uploads().is_empty());
+    }
+
+    #[tokio::test]
+    async fn refused_deletes_come_back_as_per_key_failures() {
+        let mem = MemoryStore::new();
+        for k in ["keep/a", "keep/b", "go/a"] {
+            mem.put(k, "x");
+        }
+        let s = FaultyStore::refusing_deletes_under(mem, "keep/");
+        let keys: Vec<String> = ["go/a", "keep/a", "keep/b"].map(String::from).to_vec();
+        let failed = s.delete_many(&keys).await.unwrap();
+        let failed_keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(failed_keys, ["keep/a", "keep/b"]);
+        assert!(failed.iter().all(|f| f.code == "AccessDenied"));
+        assert_eq!(s.inner().keys(), ["keep/a", "keep/b"]);
+        assert_eq!(
+            s.delete("keep/a").await.unwrap_err().kind,
+            StoreErrorKind::AccessDenied
+        );
+        assert_eq!(s.injected(), 3);
+        // A fault of the whole request deletes nothing.
+        let s = FaultyStore::new(
+            MemoryStore::new(),
+            FaultTarget::DeleteMany,
+            StoreErrorKind::AccessDenied,
+            1,
+        );
+        s.inner().put("k", "x");
+        assert!(s.delete_many(&["k".to_string()]).await.is_err());
+        assert_eq!(s.inner().keys(), ["k"]);
     }
 
     #[tokio::test]

@@ -320,6 +320,10 @@ impl<S: ObjectStore> ObjectStore for JournalingStore<S> {
         self.inner.delete(key).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<super::DeleteFailure>> {
+        self.inner.delete_many(keys).await
+    }
+
     async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
         self.inner.get_tags(key).await
     }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props, PutOptions, StoreError,
-    StoreErrorKind, StoreResult, Tags,
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, ObjectSummary, Props,
+    PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
 };
 
 /// S3's minimum size of every part but the last of a multipart upload.
@@ -43,7 +43,8 @@ struct Object {
 
 /// A bucket held in memory.
 ///
-/// Lock order, where two are held: `objects`, then `uploads`, then `counter`.
+/// Lock order, where two are held: `objects`, then `uploads`, then `counter`;
+/// `objects` before `deleted`.
 #[derive(Debug)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Object>>,
@@ -682,6 +683,24 @@ impl ObjectStore for MemoryStore {
         self.objects.lock().remove(key);
         self.deleted.lock().push(key.to_string());
         Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        tokio::task::yield_now().await;
+        if keys.is_empty() || keys.len() > super::MAX_DELETE_KEYS {
+            return Err(other(
+                "DeleteObjects",
+                "MalformedXML",
+                format!("{} keys (1 to 1000 allowed)", keys.len()),
+            ));
+        }
+        let mut objects = self.objects.lock();
+        let mut deleted = self.deleted.lock();
+        for k in keys {
+            objects.remove(k);
+            deleted.push(k.clone());
+        }
+        Ok(Vec::new())
     }
 
     async fn get_tags(&self, key: &str) -> StoreResult<Tags> {

@@ -302,6 +302,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// DeleteObject. Deleting a missing key succeeds, as in S3.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 
+    /// DeleteObjects of 1 to [`MAX_DELETE_KEYS`] keys in one request (quiet: only the
+    /// failures come back). Returns the keys that were not deleted, with S3's reason; a
+    /// missing key is deleted, as in S3. An error is the request's own (refused,
+    /// unreachable): then nothing is known of the keys.
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>>;
+
     /// GetObjectTagging: the object's tags.
     async fn get_tags(&self, key: &str) -> StoreResult<Tags>;
 
@@ -321,6 +327,18 @@ pub trait ObjectStore: Send + Sync + 'static {
         method: PresignMethod,
         expires: std::time::Duration,
     ) -> StoreResult<String>;
+}
+
+/// The most keys one DeleteObjects takes.
+pub const MAX_DELETE_KEYS: usize = 1000;
+
+/// A key a DeleteObjects did not delete, as the response's `Error` entry names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteFailure {
+    pub key: String,
+    /// S3's code (`AccessDenied`, `InternalError`...).
+    pub code: String,
+    pub message: String,
 }
 
 /// What a presigned URL allows.

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreErrorKind, StoreResult,
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, PutOptions, StoreErrorKind,
+    StoreResult,
 };
 
 /// First wait after a failure; each later one doubles, up to [`MAX_BACKOFF`].
@@ -273,6 +274,12 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         self.run("delete", || self.inner.delete(key)).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        // Deleting twice is harmless: a retried batch may repeat keys already gone.
+        self.run("delete many", || self.inner.delete_many(keys))
+            .await
+    }
+
     async fn get_tags(&self, key: &str) -> StoreResult<super::Tags> {
         self.run("get tags", || self.inner.get_tags(key)).await
     }
@@ -348,6 +355,12 @@ mod tests {
             }
             FaultTarget::Copy => s.copy("k", "c", None, None).await.map(|_| ()),
             FaultTarget::Delete => s.delete("k").await,
+            FaultTarget::DeleteMany => {
+                let failed = s.delete_many(&["k".to_string()]).await?;
+                assert!(failed.is_empty());
+                assert!(s.inner.inner().inner().get("k").is_none());
+                Ok(())
+            }
             FaultTarget::GetTags => s.get_tags("k").await.map(|_| ()),
             FaultTarget::SetTags => {
                 let tags = [("a".to_string(), "b".to_string())].into_iter().collect();
@@ -362,7 +375,7 @@ mod tests {
         }
     }
 
-    const TARGETS: [FaultTarget; 16] = FaultTarget::ALL;
+    const TARGETS: [FaultTarget; 17] = FaultTarget::ALL;
 
     #[tokio::test(start_paused = true)]
     async fn every_operation_rides_out_transient_failures() {

@@ -22,8 +22,8 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod, Props,
-    PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
+    CompletedPart, DeleteFailure, ListPage, ObjectMeta, ObjectStore, ObjectSummary, PresignMethod,
+    Props, PutOptions, StoreError, StoreErrorKind, StoreResult, Tags,
 };
 
 /// Where and how to connect.
@@ -1143,6 +1143,60 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let what = match keys {
+            [one] => format!("delete s3://{}/{one}", self.bucket),
+            _ => format!(
+                "delete {} keys from s3://{}/{}",
+                keys.len(),
+                self.bucket,
+                keys.first().map(String::as_str).unwrap_or_default()
+            ),
+        };
+        let invalid = |e: &dyn std::fmt::Display| {
+            StoreError::new(StoreErrorKind::Other, format!("{what}: {e}"))
+        };
+        if keys.is_empty() || keys.len() > super::MAX_DELETE_KEYS {
+            return Err(invalid(&format_args!(
+                "a DeleteObjects takes 1 to {} keys, not {}",
+                super::MAX_DELETE_KEYS,
+                keys.len()
+            )));
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| invalid(&e))?;
+        // DeleteObjects must carry a checksum of its body: the SDK adds one (CRC32)
+        // even where checksums are sent only when required (see `connect`).
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
+        Ok(out
+            .errors()
+            .iter()
+            // A missing key is deleted, as S3 itself answers; some servers report it.
+            .filter(|e| e.code() != Some("NoSuchKey"))
+            .map(|e| DeleteFailure {
+                key: e.key().unwrap_or_default().to_string(),
+                code: e.code().unwrap_or("UnknownError").to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            })
+            .collect())
+    }
+
     async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
         let what = format!("get tags of s3://{}/{key}", self.bucket);
         let out = self
@@ -1392,6 +1446,46 @@ mod tests {
             );
         }
         assert!(!seen[7].contains("customer"), "DeleteObject needs no key");
+    }
+
+    #[tokio::test]
+    async fn delete_many_is_one_quiet_checksummed_request_and_reads_the_failures() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <DeleteResult><Error><Key>locked/a</Key><Code>AccessDenied</Code>\
+            <Message>Access Denied</Message></Error>\
+            <Error><Key>gone</Key><Code>NoSuchKey</Code><Message>none</Message></Error>\
+            </DeleteResult>";
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, log) = serve(move |_| reply.clone()).await;
+        let s = S3Store::connect(&local(url)).await;
+        let keys: Vec<String> = ["ok", "locked/a", "gone"].map(String::from).to_vec();
+        let failed = s.delete_many(&keys).await.unwrap();
+        assert_eq!(
+            failed,
+            [crate::store::DeleteFailure {
+                key: "locked/a".into(),
+                code: "AccessDenied".into(),
+                message: "Access Denied".into(),
+            }]
+        );
+        let seen = log.lock().clone();
+        assert_eq!(seen.len(), 1, "{seen:#?}");
+        assert!(seen[0].starts_with("post /b/?delete"), "{}", seen[0]);
+        // S3 refuses a DeleteObjects without a checksum of its body.
+        assert!(
+            seen[0].contains("x-amz-checksum-") || seen[0].contains("content-md5:"),
+            "{}",
+            seen[0]
+        );
+        let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+        assert_eq!(
+            s.delete_many(&too_many).await.unwrap_err().kind,
+            StoreErrorKind::Other
+        );
+        assert_eq!(log.lock().len(), 1, "no request for more than 1,000 keys");
     }
 
     #[tokio::test]

@@ -478,6 +478,13 @@ impl<S: ObjectStore> ObjectStore for VersionedStore<S> {
         self.inner.delete(key).await
     }
 
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<super::DeleteFailure>> {
+        if let Some(k) = keys.iter().find(|k| self.writable(k).is_err()) {
+            return Err(refused(k));
+        }
+        self.inner.delete_many(keys).await
+    }
+
     async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
         if self.under_versions_dir(key) || matches!(self.view, View::At(_)) {
             return Ok(Tags::new());
