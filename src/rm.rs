@@ -37,6 +37,9 @@ pub struct RmOptions {
     pub force: bool,
     /// DeleteObjects requests in flight at once (at least one).
     pub concurrency: usize,
+    /// Delete the markers of emptied directories even when the server no longer shows
+    /// them (tests of their order); else only when it does (see `delete_under`).
+    pub always_markers: bool,
 }
 
 /// Keys deleted so far, and keys S3 answered it did not delete.
@@ -125,7 +128,7 @@ async fn remove_inner<S: ObjectStore + ?Sized>(
         }
     };
     if opts.recursive {
-        let listed = delete_under(store, &prefix, opts.concurrency, counts, on).await?;
+        let listed = delete_under(store, &prefix, *opts, counts, on).await?;
         if listed > 0 || name.is_empty() {
             return Ok(());
         }
@@ -195,11 +198,11 @@ type Batch<'a> = BoxFuture<'a, (usize, StoreResult<Vec<DeleteFailure>>)>;
 async fn delete_under<S: ObjectStore + ?Sized>(
     store: &S,
     prefix: &str,
-    concurrency: usize,
+    opts: RmOptions,
     counts: &mut Counts,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<u64, RmError> {
-    let concurrency = concurrency.max(1);
+    let concurrency = opts.concurrency.max(1);
     let page_size = Some(MAX_DELETE_KEYS as i32);
     let mut listing: Option<BoxFuture<'_, StoreResult<ListPage>>> =
         Some(store.list(prefix, None, None, page_size));
@@ -267,17 +270,30 @@ async fn delete_under<S: ObjectStore + ?Sized>(
     if let Some(e) = error {
         return Err(e.into());
     }
-    if counts.failed == 0 {
-        // Servers that keep directories as real folders (SeaweedFS) keep an emptied one
-        // until its `dir/` marker is deleted, as `rmdir` on a mount does: delete the
-        // markers not listed, children before parents, one batch after another. Where
-        // directories are only prefixes (AWS) these keys do not exist, and cost one
-        // request per 1,000 directories.
-        let unlisted: Vec<String> = dirs
-            .into_iter()
-            .rev()
-            .filter(|d| !markers.contains(d))
-            .collect();
+    // Servers that keep directories as real folders (SeaweedFS) keep an emptied one
+    // until its `dir/` marker is deleted, as `rmdir` on a mount does. One listing where
+    // the directory would show tells: where it still does, delete the markers not
+    // listed, children before parents, one batch after another. Where directories are
+    // only prefixes (AWS, MinIO) it is gone, and nothing more is sent.
+    let unlisted: Vec<String> = dirs
+        .into_iter()
+        .rev()
+        .filter(|d| !markers.contains(d))
+        .collect();
+    let stays = if counts.failed == 0 && !unlisted.is_empty() && !opts.always_markers {
+        let page = store
+            .list(prefix.trim_end_matches('/'), Some("/"), None, None)
+            .await?;
+        let shown = if prefix.is_empty() {
+            !page.prefixes.is_empty()
+        } else {
+            page.prefixes.iter().any(|p| p == prefix)
+        };
+        shown || page.next_token.is_some()
+    } else {
+        opts.always_markers
+    };
+    if counts.failed == 0 && stays {
         for chunk in unlisted.chunks(MAX_DELETE_KEYS) {
             let failures = store.delete_many(chunk).await?;
             for f in &failures {
@@ -416,6 +432,7 @@ pub fn run(args: RmArgs) -> i32 {
         recursive: args.recursive,
         force: args.force,
         concurrency: args.concurrency as usize,
+        always_markers: false,
     };
     let bucket = cfg.bucket.clone();
     let mut progress = ProgressLine {
@@ -484,6 +501,12 @@ mod tests {
         recursive: true,
         force: false,
         concurrency: 4,
+        always_markers: false,
+    };
+    /// [`OPTS`], with the markers deleted as on a server that keeps folders.
+    const FOLDERS: RmOptions = RmOptions {
+        always_markers: true,
+        ..OPTS
     };
 
     /// Run `remove`, collecting the keys reported as failed.
@@ -536,8 +559,9 @@ mod tests {
         assert_eq!(stats.snapshot(Op::DeleteObject).requests, 0);
         assert_eq!(store.inner().keys(), ["a/b", "a/b.txt", "a/bc"]);
 
-        // Exactly 5,000 and no marker: five pages, five batches of keys, and one of the
-        // marker `t/` (for servers that keep the emptied directory as a folder).
+        // Exactly 5,000 and no marker: five pages and five batches of keys, then one
+        // listing shows `t/` gone (a server that kept it as a folder would show it,
+        // and get one batch of markers).
         let mem = MemoryStore::new();
         tree(&mem, "t/", 5_000);
         mem.put("t0", "sibling");
@@ -546,9 +570,9 @@ mod tests {
         let (out, _) = rm(&store, "t/", OPTS).await;
         assert!(out.ok());
         assert_eq!(out.counts.deleted, 5_000);
-        assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 5);
-        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 6);
-        assert_eq!(
+        assert_eq!(stats.snapshot(Op::ListObjectsV2).requests, 6);
+        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 5);
+        assert_ne!(
             store.inner().deleted().last().map(String::as_str),
             Some("t/")
         );
@@ -585,8 +609,8 @@ mod tests {
         // 4 in flight and 1 full batch waiting: 5 pages listed, the listing waits.
         assert_eq!(held, (4, 5));
         assert_eq!(stats.snapshot(Op::DeleteObjects).max_in_flight, 4);
-        // Nine batches of keys, one of the marker `d/`.
-        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 10);
+        // Nine batches of keys; `d/` is gone with them.
+        assert_eq!(stats.snapshot(Op::DeleteObjects).requests, 9);
         assert!(store.inner().inner().keys().is_empty());
 
         let mem = MemoryStore::new();
@@ -609,7 +633,7 @@ mod tests {
             mem.put(k, "x");
         }
         let store = CountingStore::new(mem);
-        let (out, _) = rm(&store, "x", OPTS).await;
+        let (out, _) = rm(&store, "x", FOLDERS).await;
         assert!(out.ok());
         assert_eq!(out.counts.deleted, 4);
         assert_eq!(store.inner().keys(), ["xy/d"]);
@@ -621,7 +645,7 @@ mod tests {
         let mem = MemoryStore::new();
         mem.put("a/b/c", "x");
         mem.put("top", "x");
-        let (out, _) = rm(&mem, "", OPTS).await;
+        let (out, _) = rm(&mem, "", FOLDERS).await;
         assert!(out.ok());
         assert_eq!(mem.deleted()[2..], ["a/b/", "a/"]);
     }

@@ -55,8 +55,9 @@ fn requests(err: &str, op: &str) -> u64 {
 
 #[test]
 fn rm_r_deletes_5000_keys_in_5_delete_objects_of_keys_and_keeps_the_siblings() {
-    // Five DeleteObjects of 1,000 keys, then one of the marker `tree/`: SeaweedFS keeps
-    // an emptied directory as a folder until its marker is deleted.
+    // Five DeleteObjects of 1,000 keys and one listing to see whether `tree/` is gone;
+    // SeaweedFS keeps an emptied directory as a folder until its marker is deleted,
+    // which is one DeleteObjects more there (none on AWS or MinIO).
     let b = Bucket::new("rm-many");
     let keys: Vec<String> = (0..5_000).map(|i| format!("tree/{i:05}")).collect();
     b.put_many(keys, b"x");
@@ -67,8 +68,9 @@ fn rm_r_deletes_5000_keys_in_5_delete_objects_of_keys_and_keeps_the_siblings() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("bucketfs rm: deleted 5000 objects\n"), "{err}");
-    assert_eq!(requests(&err, "DeleteObjects"), 6, "{err}");
-    assert_eq!(requests(&err, "ListObjectsV2"), 5, "{err}");
+    let batches = requests(&err, "DeleteObjects");
+    assert!(batches == 5 || batches == 6, "{err}");
+    assert_eq!(requests(&err, "ListObjectsV2"), 6, "{err}");
     assert_eq!(requests(&err, "DeleteObject"), 0, "{err}");
     // stderr is not a terminal: no progress line.
     assert!(!err.contains('\r'), "{err:?}");
