@@ -69,6 +69,16 @@ pub struct JournalingStore<S> {
     next: AtomicU64,
 }
 
+/// The line written before an upload is created.
+fn start_line(n: u64, key: &str, at: SystemTime) -> serde_json::Value {
+    serde_json::json!({ "start": n, "key": key, "at": millis(at) })
+}
+
+/// The line that gives upload `n` its id.
+fn id_line(n: u64, upload_id: &str) -> serde_json::Value {
+    serde_json::json!({ "id": n, "upload": upload_id })
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -134,10 +144,17 @@ impl<S: ObjectStore> JournalingStore<S> {
 
     fn ended(&self, upload_id: &str, key: &str) {
         let mut st = self.state.lock();
-        if let Some(n) = st.ids.remove(upload_id) {
-            st.open.remove(&n);
-            Self::line(&mut st, serde_json::json!({ "end": n }), key);
+        if let Some(n) = st.ids.get(upload_id).copied() {
+            Self::end(&mut st, n, key);
         }
+    }
+
+    /// Upload `n` is over: its end line, and the journal emptied once nothing is open.
+    fn end(st: &mut Open, n: u64, key: &str) {
+        if let Some(id) = st.open.remove(&n).and_then(|e| e.upload_id) {
+            st.ids.remove(&id);
+        }
+        Self::line(st, serde_json::json!({ "end": n }), key);
         if st.open.is_empty() && st.file.metadata().is_ok_and(|m| m.len() > COMPACT_AT) {
             if let Err(e) = st.file.set_len(0) {
                 warn!("cannot empty the upload journal: {e}");
@@ -192,8 +209,7 @@ impl<S: ObjectStore> ObjectStore for JournalingStore<S> {
         let at = SystemTime::now();
         {
             let mut st = self.state.lock();
-            let line = serde_json::json!({ "start": n, "key": key, "at": millis(at) });
-            Self::line(&mut st, line, key);
+            Self::line(&mut st, start_line(n, key, at), key);
             st.open.insert(
                 n,
                 Entry {
@@ -208,7 +224,7 @@ impl<S: ObjectStore> ObjectStore for JournalingStore<S> {
         let mut st = self.state.lock();
         match &r {
             Ok(id) => {
-                Self::line(&mut st, serde_json::json!({ "id": n, "upload": id }), key);
+                Self::line(&mut st, id_line(n, id), key);
                 if let Some(e) = st.open.get_mut(&n) {
                     e.upload_id = Some(id.clone());
                 }
@@ -419,12 +435,8 @@ async fn abort_entries<S: ObjectStore>(
                     .into_iter()
                     .filter(|u| u.key == e.key && !known.contains(&u.upload_id))
                     .filter(|u| {
-                        let d = u
-                            .initiated
-                            .duration_since(e.at)
-                            .or_else(|x| Ok::<_, ()>(x.duration()))
-                            .unwrap_or_default();
-                        d <= CLOCK_SLACK
+                        let d = u.initiated.duration_since(e.at);
+                        d.unwrap_or_else(|early| early.duration()) <= CLOCK_SLACK
                     })
                     .map(|u| u.upload_id)
                     .collect(),
@@ -505,12 +517,9 @@ pub async fn recover<T: ObjectStore, U: ObjectStore>(
         } else if n > 0 {
             let mut s = String::new();
             for (n, e) in &left {
-                s += &serde_json::json!({ "start": n, "key": e.key, "at": millis(e.at) })
-                    .to_string();
-                s.push('\n');
+                s += &format!("{}\n", start_line(*n, &e.key, e.at));
                 if let Some(id) = &e.upload_id {
-                    s += &serde_json::json!({ "id": n, "upload": id }).to_string();
-                    s.push('\n');
+                    s += &format!("{}\n", id_line(*n, id));
                 }
             }
             let tmp = path.with_extension("rewrite");
@@ -531,14 +540,9 @@ pub async fn recover<T: ObjectStore, U: ObjectStore>(
             .collect();
         let (left, n) = abort_entries(store, mine.clone(), prefix, cutoff, &known).await;
         out.aborted += n;
-        for (num, e) in mine {
-            if !left.contains_key(&num) {
-                let id = e.upload_id.unwrap_or_default();
-                let mut st = j.state.lock();
-                st.open.remove(&num);
-                st.ids.remove(&id);
-                JournalingStore::<U>::line(&mut st, serde_json::json!({ "end": num }), &e.key);
-            }
+        let mut st = j.state.lock();
+        for (num, e) in mine.iter().filter(|(num, _)| !left.contains_key(num)) {
+            JournalingStore::<U>::end(&mut st, *num, &e.key);
         }
     }
     if out.aborted > 0 {
