@@ -138,10 +138,16 @@ pub enum MetadataSourceArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
-    /// `bucket`, `bucket/prefix` or `s3://bucket/prefix/`.
+    /// `bucket`, `bucket/prefix` or `s3://bucket/prefix/`; `s3://` alone for every
+    /// bucket of the account (as --all-buckets).
     pub target: String,
     /// An existing directory to mount on.
-    pub mountpoint: PathBuf,
+    pub mountpoint: Option<PathBuf>,
+    /// Mount every bucket of the account, each a directory at the root (ListBuckets),
+    /// served in its own region: `bucketfs mount --all-buckets MNT`. `mkdir MNT/NAME`
+    /// creates a bucket (in --region), `rmdir` deletes an empty one.
+    #[arg(long, conflicts_with = "version_at")]
+    pub all_buckets: bool,
     #[command(flatten)]
     pub s3: ConnectArgs,
 

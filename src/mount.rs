@@ -16,10 +16,12 @@ use crate::cli::{parse_target, MetadataSourceArg, MountArgs, Target};
 use crate::fs::attr::{Defaults, MetadataSource};
 use crate::fs::{Filesystem, FsConfig};
 use crate::fuse::FuseAdapter;
+use crate::store::account::{AccountStore, Buckets};
 use crate::store::counting::CountingStore;
 use crate::store::journal::{self, JournalingStore};
 use crate::store::retry::RetryingStore;
 use crate::store::s3::{S3Config, S3Store};
+use crate::store::s3_account::S3Buckets;
 use crate::store::versions::{VersionedStore, View};
 use crate::store::{ObjectStore, StoreErrorKind};
 
@@ -94,6 +96,8 @@ pub fn run(args: MountArgs) -> i32 {
 /// What `check` established.
 struct Checked {
     target: Target,
+    /// The whole account: `target` is empty.
+    all_buckets: bool,
     ca_bundle: Option<Vec<u8>>,
     sse_c_key: Option<[u8; 32]>,
     mountpoint: PathBuf,
@@ -102,8 +106,33 @@ struct Checked {
 
 /// Everything that can be checked without threads, before forking.
 fn check(args: &MountArgs) -> Result<Checked, String> {
-    let target = parse_target(&args.target)?;
-    let mp = &args.mountpoint;
+    let account = |t: &str| t.len() == 5 && t.eq_ignore_ascii_case("s3://");
+    let (target, mp, all_buckets) = match (&args.mountpoint, args.all_buckets) {
+        (None, true) => (None, PathBuf::from(&args.target), true),
+        (Some(mp), true) if account(&args.target) => (None, mp.clone(), true),
+        (Some(_), true) => {
+            return Err(format!(
+                "--all-buckets mounts every bucket: give only the mountpoint, not {:?}",
+                args.target
+            ))
+        }
+        (Some(mp), false) if account(&args.target) => (None, mp.clone(), true),
+        (Some(mp), false) => (Some(parse_target(&args.target)?), mp.clone(), false),
+        (None, false) => {
+            return Err(format!(
+                "no mountpoint: bucketfs mount {} MOUNTPOINT",
+                args.target
+            ))
+        }
+    };
+    let target = target.unwrap_or(Target {
+        bucket: String::new(),
+        prefix: String::new(),
+    });
+    if all_buckets && args.version_at.is_some() {
+        return Err("--version-at needs one bucket, not --all-buckets".into());
+    }
+    let mp = &mp;
     let meta = std::fs::metadata(mp).map_err(|e| format!("mountpoint {}: {e}", mp.display()))?;
     if !meta.is_dir() {
         return Err(format!("mountpoint {} is not a directory", mp.display()));
@@ -138,6 +167,7 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
     };
     Ok(Checked {
         target,
+        all_buckets,
         ca_bundle,
         sse_c_key,
         mountpoint,
@@ -211,6 +241,51 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
     }
 }
 
+/// Check the bucket of a one-bucket mount (and find its region when --region is not
+/// given), with few retries, so a wrong endpoint fails fast.
+fn check_bucket(
+    rt: &tokio::runtime::Runtime,
+    s3cfg: &mut S3Config,
+    c: &Checked,
+    endpoint: &str,
+) -> Result<(), String> {
+    rt.block_on(async {
+        let mut probe = S3Store::connect(s3cfg).await;
+        if s3cfg.region.is_none() {
+            // No --region: the bucket says where it is, as the peers ask it.
+            let used = probe.region();
+            let found = probe
+                .bucket_region()
+                .await
+                .map_err(|e| mount_error(&c.target, endpoint, &e))?;
+            if let Some(r) = found {
+                if used.as_deref() != Some(r.as_str()) {
+                    info!(bucket = %c.target.bucket, region = %r, "using the bucket's region");
+                }
+                s3cfg.region = Some(r);
+                probe = S3Store::connect(s3cfg).await;
+            }
+        }
+        probe
+            .list(&c.target.prefix, Some("/"), None, Some(1))
+            .await
+            .map(|_| ())
+            .map_err(|e| mount_error(&c.target, endpoint, &e))
+    })
+}
+
+/// The one line for a ListBuckets that failed at mount time.
+fn account_error(endpoint: &str, e: &crate::store::StoreError) -> String {
+    match e.kind {
+        StoreErrorKind::AccessDenied => format!(
+            "access denied listing the buckets at {endpoint}: check the credentials and their permissions (s3:ListAllMyBuckets) ({})",
+            e.message
+        ),
+        StoreErrorKind::Unreachable => format!("cannot reach the S3 endpoint {endpoint}: {}", e.message),
+        _ => format!("cannot list the buckets at {endpoint}: {}", e.message),
+    }
+}
+
 /// Two malloc arenas instead of glibc's eight per core. Part buffers (up to `--part-size`)
 /// are freed by other threads than the ones that allocated them; with an arena per thread
 /// each arena kept its own freed parts, and a 2 GiB read followed by a 1 GiB write peaked
@@ -263,35 +338,35 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         .clone()
         .unwrap_or_else(|| "AWS S3".to_string());
     // Check the bucket with few retries, so a wrong endpoint fails fast.
-    rt.block_on(async {
-        let mut probe = S3Store::connect(&s3cfg).await;
-        if s3cfg.region.is_none() {
-            // No --region: the bucket says where it is, as the peers ask it.
-            let used = probe.region();
-            let found = probe
-                .bucket_region()
-                .await
-                .map_err(|e| mount_error(&c.target, &endpoint, &e))?;
-            if let Some(r) = found {
-                if used.as_deref() != Some(r.as_str()) {
-                    info!(bucket = %c.target.bucket, region = %r, "using the bucket's region");
-                }
-                s3cfg.region = Some(r);
-                probe = S3Store::connect(&s3cfg).await;
-            }
-        }
-        probe
-            .list(&c.target.prefix, Some("/"), None, Some(1))
-            .await
-            .map(|_| ())
-            .map_err(|e| mount_error(&c.target, &endpoint, &e))
-    })?;
+    if c.all_buckets {
+        let stats = Arc::new(crate::store::counting::RequestStats::default());
+        let base = rt.block_on(S3Store::connect(&s3cfg));
+        let buckets = S3Buckets::new(s3cfg.clone(), base, stats);
+        rt.block_on(buckets.list_buckets())
+            .map_err(|e| account_error(&endpoint, &e))?;
+    } else {
+        check_bucket(&rt, &mut s3cfg, c, &endpoint)?;
+    }
     // One attempt per SDK call: the retry window below is the one retry policy.
     s3cfg.max_attempts = 1;
-    let counted = CountingStore::new(rt.block_on(S3Store::connect(&s3cfg)));
-    let stats = counted.stats();
-    let uploads_dir = uploads_dir(args.cache_dir.as_deref(), &c.target.bucket);
-    let journaled = JournalingStore::new(counted, &uploads_dir).map_err(|e| {
+    let (bottom, stats): (Arc<dyn ObjectStore>, _) = if c.all_buckets {
+        let stats = Arc::new(crate::store::counting::RequestStats::default());
+        let base = rt.block_on(S3Store::connect(&s3cfg));
+        let buckets = S3Buckets::new(s3cfg.clone(), base, stats.clone());
+        (Arc::new(AccountStore::new(buckets)), stats)
+    } else {
+        let counted = CountingStore::new(rt.block_on(S3Store::connect(&s3cfg)));
+        let stats = counted.stats();
+        (Arc::new(counted), stats)
+    };
+    let journal_name = if c.all_buckets {
+        // No bucket is called so: `_` is not allowed in bucket names.
+        "_all-buckets"
+    } else {
+        c.target.bucket.as_str()
+    };
+    let uploads_dir = uploads_dir(args.cache_dir.as_deref(), journal_name);
+    let journaled = JournalingStore::new(bottom, &uploads_dir).map_err(|e| {
         format!(
             "cannot write the upload journal in {}: {e}",
             uploads_dir.display()
@@ -381,11 +456,12 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         .to_json(),
     );
     cfg.idle_inodes = args.max_idle_inodes;
+    cfg.all_buckets = c.all_buckets;
     if let Some((name, dir)) = cfg_versions {
         cfg.hidden_name = Some(name);
         cfg.read_only_prefix = Some(dir);
     }
-    cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), &c.target.bucket);
+    cfg.write.staging_dir = staging_dir(args.cache_dir.as_deref(), journal_name);
     let left = crate::fs::staging::clean_leftovers(&cfg.write.staging_dir);
     if left.removed > 0 {
         info!(
@@ -410,11 +486,15 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
 
     let mut config = fuser::Config::default();
     let mut opts = vec![
-        fuser::MountOption::FSName(format!(
-            "bucketfs:{}/{}",
-            c.target.bucket,
-            c.target.prefix.trim_end_matches('/')
-        )),
+        fuser::MountOption::FSName(if c.all_buckets {
+            "bucketfs:s3://".to_string()
+        } else {
+            format!(
+                "bucketfs:{}/{}",
+                c.target.bucket,
+                c.target.prefix.trim_end_matches('/')
+            )
+        }),
         fuser::MountOption::Subtype("bucketfs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,

@@ -152,6 +152,34 @@ pub(crate) fn in_mount(path: &Path) -> Result<(MountTarget, String), String> {
                 .to_str()
                 .ok_or_else(|| format!("{}: not UTF-8", full.display()))?;
             let key = format!("{}{rel}", t.prefix);
+            if t.bucket.is_empty() {
+                // An all-buckets mount: the first component is the bucket, whose region
+                // is its own.
+                return match key.split_once('/') {
+                    Some((b, k)) if !b.is_empty() => Ok((
+                        MountTarget {
+                            bucket: b.to_string(),
+                            prefix: String::new(),
+                            region: None,
+                            ..t
+                        },
+                        k.to_string(),
+                    )),
+                    _ if !key.is_empty() => Ok((
+                        MountTarget {
+                            bucket: key.clone(),
+                            prefix: String::new(),
+                            region: None,
+                            ..t
+                        },
+                        String::new(),
+                    )),
+                    _ => Err(format!(
+                        "{}: the root of an all-buckets mount is no bucket",
+                        full.display()
+                    )),
+                };
+            }
             return Ok((t, key));
         }
         dir = dir.parent().ok_or_else(|| {

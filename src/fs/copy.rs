@@ -64,6 +64,11 @@ impl<S: ObjectStore> Filesystem<S> {
             // is not given.
             return refuse("the source is a version");
         }
+        if let Ok(dst) = self.inodes.get(fout.ino) {
+            if !self.same_bucket(&src.key, &dst.key) {
+                return refuse("source and destination are in different buckets");
+            }
+        }
         let out = self
             .writer(fout.ino)
             .ok_or_else(|| Error::BadHandle("file is no longer open for writing".into()))?;

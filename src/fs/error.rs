@@ -43,6 +43,10 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     NotPermitted(String),
+    /// A rename the filesystem cannot do in place (between two buckets): the program
+    /// copies instead.
+    #[error("{0}")]
+    CrossDevice(String),
     /// An archived object (Glacier, Deep Archive) that is not restored.
     #[error(
         "{key}: object is in storage class {class} and must be restored before it can be {action}"
@@ -139,12 +143,17 @@ impl Error {
             Error::NoAttribute(_) => libc::ENODATA,
             Error::Unsupported(_) => libc::EOPNOTSUPP,
             Error::NotPermitted(_) => libc::EPERM,
+            Error::CrossDevice(_) => libc::EXDEV,
             Error::Archived { .. } => libc::EACCES,
             Error::BadHandle(_) => libc::EBADF,
             Error::Stale(_) => libc::ESTALE,
             Error::Store(e) => match e.kind {
                 StoreErrorKind::NotFound => libc::ENOENT,
                 StoreErrorKind::AccessDenied | StoreErrorKind::InvalidObjectState => libc::EACCES,
+                StoreErrorKind::Exists => libc::EEXIST,
+                StoreErrorKind::NotEmpty => libc::ENOTEMPTY,
+                StoreErrorKind::InvalidName => libc::EINVAL,
+                StoreErrorKind::CrossBucket => libc::EXDEV,
                 StoreErrorKind::NoSuchBucket
                 | StoreErrorKind::PreconditionFailed
                 | StoreErrorKind::InvalidRange
@@ -198,6 +207,7 @@ impl Error {
                 | Error::NotDir(_)
                 | Error::IsDir(_)
                 | Error::ReadOnly
+                | Error::CrossDevice(_)
         ) && !self.is_not_found()
     }
 }

@@ -524,9 +524,9 @@ async fn a_listing_deletes_zero_objects_a_crash_left_once_they_are_old() {
     for (age, kept) in [(Duration::ZERO, false), (leftovers::DEFAULT_AGE, true)] {
         let dir = tempfile::tempdir().unwrap();
         let mem = Arc::new(MemoryStore::new());
-        mem.put("d/f", "F");
-        mem.put("d/.bucketfs-zeros-4242-0", vec![0u8; 1024]);
-        mem.put(".bucketfs-zeros-4242-1", vec![0u8; 1024]);
+        MemoryStore::put(&mem, "d/f", "F");
+        MemoryStore::put(&mem, "d/.bucketfs-zeros-4242-0", vec![0u8; 1024]);
+        MemoryStore::put(&mem, ".bucketfs-zeros-4242-1", vec![0u8; 1024]);
         let mut cfg = FsConfig::new("", super::write_tests::defaults());
         cfg.write.staging_dir = dir.path().join("staging");
         cfg.write.leftover_age = age;

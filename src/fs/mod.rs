@@ -75,6 +75,10 @@ pub struct FsConfig {
     pub hidden_name: Option<String>,
     /// Keys under this prefix are read-only (EROFS): the versions directory.
     pub read_only_prefix: Option<String>,
+    /// The whole account (`--all-buckets`): the root's entries are buckets, keys are
+    /// `BUCKET/KEY` (see `store::account`). The root then holds only directories, and
+    /// nothing moves between buckets by rename (EXDEV).
+    pub all_buckets: bool,
 }
 
 impl FsConfig {
@@ -95,6 +99,7 @@ impl FsConfig {
             idle_inodes: inode::IDLE_INODES,
             hidden_name: None,
             read_only_prefix: None,
+            all_buckets: false,
         }
     }
 }
@@ -1521,6 +1526,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 }
 
+#[cfg(test)]
+mod account_tests;
 #[cfg(test)]
 mod copy_tests;
 #[cfg(test)]

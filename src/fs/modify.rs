@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::attr::{self, Kind, Stat};
 use super::error::{Error, Result};
-use super::inode::{far_future, Inode};
+use super::inode::{far_future, Inode, ROOT_INO};
 use super::names::{check_request_name, file_key};
 use super::write::{Commit, Writer};
 use super::{Attr, Filesystem, OpenFile, Opened};
@@ -137,6 +137,24 @@ impl<S: ObjectStore> Filesystem<S> {
             return Err(Error::ReadOnly);
         }
         self.check_writable()
+    }
+
+    /// In an all-buckets mount the root holds only buckets: no file, symlink or special
+    /// file is made there (EPERM).
+    pub(crate) fn check_not_at_account_root(&self, parent: u64, name: &[u8]) -> Result<()> {
+        if self.cfg.all_buckets && parent == ROOT_INO {
+            return Err(Error::NotPermitted(format!(
+                "{}: the root of an all-buckets mount holds only buckets (directories)",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether two keys are in one bucket (always, but in an all-buckets mount).
+    pub(crate) fn same_bucket(&self, a: &str, b: &str) -> bool {
+        let bucket = |k: &str| k.split('/').next().unwrap_or("").to_string();
+        !self.cfg.all_buckets || bucket(a) == bucket(b)
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -360,6 +378,7 @@ impl<S: ObjectStore> Filesystem<S> {
         owner: Owner,
     ) -> Result<(Attr, Opened)> {
         self.check_writable_at(&self.inodes.get(parent)?.key)?;
+        self.check_not_at_account_root(parent, name)?;
         let name = check_request_name(name)?;
         let dir = self.dir_inode(parent)?;
         let key = file_key(&dir.key, name)?;

@@ -13,7 +13,7 @@ use tracing::{debug, error};
 
 use super::attr::{self, Kind, Stat};
 use super::error::{Error, Result};
-use super::inode::Inode;
+use super::inode::{Inode, ROOT_INO};
 use super::modify::Owner;
 use super::names::{check_request_name, dir_prefix, file_key};
 use super::readdir::Snapshot;
@@ -87,6 +87,11 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn mkdir(&self, parent: u64, name: &[u8], mode: u32, owner: Owner) -> Result<Attr> {
         self.check_writable_at(&self.inodes.get(parent)?.key)?;
         let name = check_request_name(name)?;
+        if self.cfg.all_buckets && parent == ROOT_INO {
+            crate::store::account::valid_bucket_name(name).map_err(|why| {
+                Error::Invalid(format!("{name}: cannot be a bucket's name: {why}"))
+            })?;
+        }
         let dir = self.dir_inode(parent)?;
         let prefix = dir_prefix(&dir.key, name)?;
         self.check_free(parent, name, &prefix).await?;
@@ -120,6 +125,7 @@ impl<S: ObjectStore> Filesystem<S> {
         owner: Owner,
     ) -> Result<Attr> {
         self.check_writable_at(&self.inodes.get(parent)?.key)?;
+        self.check_not_at_account_root(parent, name)?;
         let name = check_request_name(name)?;
         let target = std::str::from_utf8(target)
             .map_err(|_| Error::Invalid("symlink target is not UTF-8".into()))?;
@@ -235,6 +241,18 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             if flags & libc::RENAME_NOREPLACE != 0 {
                 return Err(Error::Exists(d.key.clone()));
+            }
+        }
+        if self.cfg.all_buckets {
+            if src.kind != Kind::Dir {
+                self.check_not_at_account_root(newparent, newname.as_bytes())?;
+            }
+            let to = format!("{}{newname}/", newdir.key);
+            if !self.same_bucket(&src.key, &to) {
+                return Err(Error::CrossDevice(format!(
+                    "{} cannot move to {to} in place: another bucket",
+                    src.key
+                )));
             }
         }
         let new_key = if src.kind == Kind::Dir {

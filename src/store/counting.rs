@@ -37,10 +37,14 @@ pub enum Op {
     RestoreObject,
     ListMultipartUploads,
     ListObjectVersions,
+    ListBuckets,
+    HeadBucket,
+    CreateBucket,
+    DeleteBucket,
 }
 
 impl Op {
-    pub const ALL: [Op; 18] = [
+    pub const ALL: [Op; 22] = [
         Op::ListObjectsV2,
         Op::HeadObject,
         Op::GetObject,
@@ -59,6 +63,10 @@ impl Op {
         Op::RestoreObject,
         Op::ListMultipartUploads,
         Op::ListObjectVersions,
+        Op::ListBuckets,
+        Op::HeadBucket,
+        Op::CreateBucket,
+        Op::DeleteBucket,
     ];
 
     /// The S3 API name.
@@ -82,6 +90,10 @@ impl Op {
             Op::RestoreObject => "RestoreObject",
             Op::ListMultipartUploads => "ListMultipartUploads",
             Op::ListObjectVersions => "ListObjectVersions",
+            Op::ListBuckets => "ListBuckets",
+            Op::HeadBucket => "HeadBucket",
+            Op::CreateBucket => "CreateBucket",
+            Op::DeleteBucket => "DeleteBucket",
         }
     }
 
@@ -185,6 +197,19 @@ impl RequestStats {
             .join(" ")
     }
 
+    /// Count `request` as one `op` about `key` (for requests sent outside a store).
+    pub async fn count<T, E: HasMessage>(
+        &self,
+        op: Op,
+        key: &str,
+        request: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let t = self.begin(op);
+        let r = request.await;
+        t.finish_with(r.as_ref().err().map(|e| e.message()), 0, key);
+        r
+    }
+
     fn begin(&self, op: Op) -> InFlight<'_> {
         let c = self.counters(op);
         c.requests.fetch_add(1, Ordering::Relaxed);
@@ -198,6 +223,23 @@ impl RequestStats {
     }
 }
 
+/// An error that says what failed in words.
+pub trait HasMessage {
+    fn message(&self) -> &str;
+}
+
+impl HasMessage for super::StoreError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<X> HasMessage for (X, super::StoreError) {
+    fn message(&self) -> &str {
+        &self.1.message
+    }
+}
+
 struct InFlight<'a> {
     c: &'a OpCounters,
     op: Op,
@@ -208,15 +250,16 @@ impl InFlight<'_> {
     /// Count the outcome; every request is logged at trace level, failures at debug
     /// (the caller decides what reaches the user).
     fn finish<T>(self, r: &StoreResult<T>, bytes: u64, key: &str) {
+        self.finish_with(r.as_ref().err().map(|e| e.message.as_str()), bytes, key)
+    }
+
+    fn finish_with(self, failure: Option<&str>, bytes: u64, key: &str) {
         let us = self.started.elapsed().as_micros() as u64;
-        match r {
-            Ok(_) => trace!(op = self.op.name(), key, bytes, us, "request"),
-            Err(e) => {
+        match failure {
+            None => trace!(op = self.op.name(), key, bytes, us, "request"),
+            Some(message) => {
                 self.c.errors.fetch_add(1, Ordering::Relaxed);
-                debug!(
-                    op = self.op.name(),
-                    key, us, "request failed: {}", e.message
-                );
+                debug!(op = self.op.name(), key, us, "request failed: {message}");
             }
         }
         self.c.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -241,6 +284,11 @@ impl<S> CountingStore<S> {
             inner,
             stats: Arc::new(RequestStats::default()),
         }
+    }
+
+    /// Counting into `stats`, shared with other stores (one per bucket, say).
+    pub fn with_stats(inner: S, stats: Arc<RequestStats>) -> Self {
+        CountingStore { inner, stats }
     }
 
     pub fn stats(&self) -> Arc<RequestStats> {

@@ -5,6 +5,7 @@
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -760,6 +761,117 @@ impl ObjectStore for MemoryStore {
             "memory:///{key}?method={method:?}&expires={}",
             expires.as_secs()
         ))
+    }
+}
+
+/// An in-memory account for tests of `--all-buckets`: buckets by name, each a
+/// [`MemoryStore`], every request counted into one [`RequestStats`].
+pub struct MemoryBuckets {
+    buckets: Mutex<BTreeMap<String, Arc<MemoryStore>>>,
+    stats: Arc<super::counting::RequestStats>,
+}
+
+impl MemoryBuckets {
+    pub fn new(names: &[&str]) -> Self {
+        MemoryBuckets {
+            buckets: Mutex::new(
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), Arc::new(MemoryStore::new())))
+                    .collect(),
+            ),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<super::counting::RequestStats> {
+        self.stats.clone()
+    }
+
+    /// The store of bucket `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<Arc<MemoryStore>> {
+        self.buckets.lock().get(name).cloned()
+    }
+}
+
+fn no_bucket(name: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::NoSuchBucket,
+        format!("{name}: NoSuchBucket: The specified bucket does not exist"),
+    )
+}
+
+#[async_trait]
+impl super::account::Buckets for MemoryBuckets {
+    async fn list_buckets(&self) -> StoreResult<Vec<super::account::BucketInfo>> {
+        use super::counting::Op;
+        let names: Vec<String> = self.buckets.lock().keys().cloned().collect();
+        self.stats
+            .count(Op::ListBuckets, "", async {
+                Ok::<_, StoreError>(
+                    names
+                        .into_iter()
+                        .map(|name| super::account::BucketInfo {
+                            name,
+                            created: Some(SystemTime::UNIX_EPOCH),
+                        })
+                        .collect(),
+                )
+            })
+            .await
+    }
+
+    async fn create_bucket(&self, name: &str) -> StoreResult<()> {
+        use super::counting::Op;
+        self.stats
+            .count(Op::CreateBucket, name, async {
+                self.buckets
+                    .lock()
+                    .entry(name.to_string())
+                    .or_insert_with(|| Arc::new(MemoryStore::new()));
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> StoreResult<()> {
+        use super::counting::Op;
+        self.stats
+            .count(Op::DeleteBucket, name, async {
+                let mut b = self.buckets.lock();
+                match b.get(name) {
+                    None => Err(no_bucket(name)),
+                    Some(s) if !s.objects.lock().is_empty() => Err(StoreError::new(
+                        StoreErrorKind::NotEmpty,
+                        format!("delete bucket {name}: BucketNotEmpty"),
+                    )),
+                    Some(_) => {
+                        b.remove(name);
+                        Ok(())
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn open(&self, name: &str) -> StoreResult<Arc<dyn ObjectStore>> {
+        use super::counting::{CountingStore, Op};
+        let found = self.get(name);
+        self.stats
+            .count(Op::HeadBucket, name, async { Ok::<_, StoreError>(()) })
+            .await?;
+        Ok(match found {
+            Some(s) => Arc::new(CountingStore::with_stats(s, self.stats.clone())),
+            None => Arc::new(CountingStore::with_stats(
+                super::faulty::FaultyStore::random(
+                    MemoryStore::new(),
+                    0,
+                    1000,
+                    StoreErrorKind::NoSuchBucket,
+                ),
+                self.stats.clone(),
+            )),
+        })
     }
 }
 

@@ -2,12 +2,14 @@
 //! [`ObjectStore`] trait. `s3` talks to a real endpoint with aws-sdk-s3, `memory`
 //! and `faulty` are test doubles, and `counting` wraps any store to count requests.
 
+pub mod account;
 pub mod counting;
 pub mod faulty;
 pub mod journal;
 pub mod memory;
 pub mod retry;
 pub mod s3;
+pub mod s3_account;
 pub mod versions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +40,14 @@ pub enum StoreErrorKind {
     /// A failure that may go away by itself: 5xx, throttling (429, SlowDown), a
     /// response cut off.
     Transient,
+    /// A bucket of that name exists already (someone else's, for CreateBucket).
+    Exists,
+    /// The bucket still holds objects (DeleteBucket).
+    NotEmpty,
+    /// The name cannot be a bucket's.
+    InvalidName,
+    /// A copy between two buckets of an all-buckets mount, which is not served.
+    CrossBucket,
     /// Anything else (an unexpected 4xx, a malformed response, ...).
     Other,
 }
@@ -346,4 +356,124 @@ pub struct DeleteFailure {
 pub enum PresignMethod {
     Get,
     Put,
+}
+
+/// A shared store is a store: the bucket stores of an all-buckets mount, and stores
+/// that tests keep a handle on.
+#[async_trait]
+impl<S: ObjectStore + ?Sized> ObjectStore for Arc<S> {
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> StoreResult<ListPage> {
+        (**self)
+            .list(prefix, delimiter, continuation, max_keys)
+            .await
+    }
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        (**self).head(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> StoreResult<Bytes> {
+        (**self).get_range(key, range, if_match).await
+    }
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
+        (**self).put(key, body, opts).await
+    }
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        (**self).create_multipart(key, opts).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> StoreResult<String> {
+        (**self).upload_part(key, upload_id, number, body).await
+    }
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        source: &str,
+        source_etag: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        (**self)
+            .upload_part_copy(key, upload_id, number, source, source_etag, range)
+            .await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<String> {
+        (**self).complete_multipart(key, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        (**self).abort_multipart(key, upload_id).await
+    }
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        marker: Option<(String, String)>,
+    ) -> StoreResult<VersionPage> {
+        (**self).list_versions(prefix, marker).await
+    }
+    async fn head_version(&self, key: &str, version_id: &str) -> StoreResult<ObjectMeta> {
+        (**self).head_version(key, version_id).await
+    }
+    async fn get_version_range(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> StoreResult<Bytes> {
+        (**self).get_version_range(key, version_id, range).await
+    }
+    async fn list_uploads(&self, prefix: &str) -> StoreResult<Vec<PendingUpload>> {
+        (**self).list_uploads(prefix).await
+    }
+    async fn copy(
+        &self,
+        source: &str,
+        dest: &str,
+        source_etag: Option<&str>,
+        opts: Option<&PutOptions>,
+    ) -> StoreResult<String> {
+        (**self).copy(source, dest, source_etag, opts).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        (**self).delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<Vec<DeleteFailure>> {
+        (**self).delete_many(keys).await
+    }
+    async fn get_tags(&self, key: &str) -> StoreResult<Tags> {
+        (**self).get_tags(key).await
+    }
+    async fn set_tags(&self, key: &str, tags: &Tags) -> StoreResult<()> {
+        (**self).set_tags(key, tags).await
+    }
+    async fn restore(&self, key: &str, days: u32, tier: Option<&str>) -> StoreResult<()> {
+        (**self).restore(key, days, tier).await
+    }
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires: std::time::Duration,
+    ) -> StoreResult<String> {
+        (**self).presign(key, method, expires).await
+    }
 }

@@ -323,6 +323,14 @@ impl S3Store {
         &self.bucket
     }
 
+    /// The same client and settings, for another bucket.
+    pub fn for_bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            bucket: bucket.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// One GetObject of `range`, checked to be of the version `if_match` names.
     /// HeadObject of the current version, or of `version`.
     async fn head_at(&self, key: &str, version: Option<&str>) -> StoreResult<ObjectMeta> {
@@ -487,7 +495,7 @@ impl S3Store {
 const BODY_RESUMES: u32 = 8;
 
 /// Map an SDK error to our kinds, with a message naming the bucket/key and the cause.
-fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
+pub(crate) fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
@@ -499,6 +507,9 @@ where
             StoreErrorKind::Unreachable
         }
         (_, _, Some("NoSuchBucket")) => StoreErrorKind::NoSuchBucket,
+        (_, _, Some("BucketAlreadyExists")) => StoreErrorKind::Exists,
+        (_, _, Some("BucketNotEmpty")) => StoreErrorKind::NotEmpty,
+        (_, _, Some("InvalidBucketName")) => StoreErrorKind::InvalidName,
         (_, _, Some("InvalidObjectState")) => StoreErrorKind::InvalidObjectState,
         // The object's KMS key is missing, disabled or not usable by these credentials,
         // or the SSE-C key is wrong or missing: the data cannot be had with what this
@@ -693,7 +704,7 @@ fn required(what: &str, field: &str, v: Option<&str>) -> StoreResult<String> {
     })
 }
 
-fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
+pub(crate) fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
     t.and_then(|d| SystemTime::try_from(*d).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
