@@ -132,9 +132,31 @@ fn each_bucket_is_served_in_its_own_region() {
             .send(),
     )
     .expect("create bucket in eu-west-2");
+    rt().block_on(
+        client_at(&endpoint)
+            .put_bucket_versioning()
+            .bucket(&name)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("enable versioning");
     let m = Mount::new_at(&endpoint, "s3://", &[]);
+    std::fs::write(m.p(&format!("{name}/f")), b"first").unwrap();
     std::fs::write(m.p(&format!("{name}/f")), b"there").unwrap();
     assert_eq!(std::fs::read(m.p(&format!("{name}/f"))).unwrap(), b"there");
+    // The versions directory is at the account's root: .versions/BUCKET/PATH/.
+    let versions: Vec<_> = std::fs::read_dir(m.p(&format!(".versions/{name}/f")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let mut bodies: Vec<Vec<u8>> = versions.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    bodies.sort();
+    assert_eq!(bodies, [b"first".to_vec(), b"there".to_vec()]);
     let log = m.log_text();
     assert!(
         log.lines().any(|l| l.contains("using the bucket's region")
