@@ -2,7 +2,15 @@
 # Demo: build bucketfs, start a local S3-compatible server on 127.0.0.1 with a sample
 # bucket, mount it at ./mnt and list it. Needs nothing installed by hand (fuse3 comes from
 # apt-get when missing); run as root or as a user allowed to use /dev/fuse.
+#   scripts/demo.sh [--yes]   --yes: wipe a previous demo's bucket without asking
 set -euo pipefail
+YES=0
+for arg in "$@"; do
+    case "$arg" in
+        --yes | -y) YES=1 ;;
+        *) echo "usage: scripts/demo.sh [--yes]" >&2; exit 2 ;;
+    esac
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 STATE="$ROOT/.demo"
@@ -19,12 +27,22 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ACCESS_KEY_ID=bucketfs-demo AWS_SECRET_ACCESS_KEY=bucketfs-demo-secret AWS_REGION=us-east-1
 
-echo "== building bucketfs (release)"
-cargo build --release --quiet
+echo "== building bucketfs (release; the first build takes several minutes)"
+cargo build --release
 
 # A previous demo: unmount and stop its server.
 if grep -q " $MNT " /proc/self/mountinfo; then fusermount3 -u "$MNT" || fusermount3 -u -z "$MNT"; fi
-[ -d "$STATE" ] && scripts/s3-server.sh stop "$STATE"
+if [ -d "$STATE" ]; then
+    # Ask before wiping the previous demo's bucket, unless --yes or not on a terminal.
+    if [ "$YES" -eq 0 ] && [ -t 0 ]; then
+        read -r -p "A previous demo's server and bucket 'demo' are in $STATE: wipe them? [y/N] " answer
+        case "$answer" in
+            y | Y | yes) ;;
+            *) echo "kept; nothing changed"; exit 1 ;;
+        esac
+    fi
+    scripts/s3-server.sh stop "$STATE"
+fi
 rm -rf "$STATE" && mkdir -p "$STATE" "$MNT"
 
 echo "== starting the local S3 server (SeaweedFS) on 127.0.0.1"
@@ -74,6 +92,11 @@ getfattr --only-values -n user.bucketfs.stats "$MNT"; echo
 cat <<MSG
 
 The bucket is mounted at $MNT (log: $STATE/bucketfs.log).
+S3 endpoint:  $BUCKETFS_TEST_ENDPOINT (bucket: demo, region us-east-1)
+Credentials:  AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+To mount it yourself (after unmounting it here), copy and paste:
+  AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \\
+    $ROOT/target/release/bucketfs mount demo $MNT --endpoint-url $BUCKETFS_TEST_ENDPOINT --force-path-style --region us-east-1
 Try:  sha256sum $MNT/big/object-200MiB.bin     ls -l $MNT/docs/guide
 To unmount:          fusermount3 -u $MNT
 To stop the server:  scripts/s3-server.sh stop $STATE

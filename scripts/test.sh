@@ -36,13 +36,19 @@ export AWS_ACCESS_KEY_ID=bucketfs-test AWS_SECRET_ACCESS_KEY=bucketfs-test-secre
 scripts/s3-server.sh install
 scripts/moto-server.sh install
 SERVER_DIR="$(mktemp -d /tmp/bucketfs-s3.XXXXXX)"
+# The tests' mountpoints (tempfile honours TMPDIR) and cache directory (the default
+# cache directory is $XDG_CACHE_HOME/bucketfs) live under SERVER_DIR: cleanup unmounts
+# only what this run mounted, and ~/.cache/bucketfs is never touched.
+export TMPDIR="$SERVER_DIR/tmp" XDG_CACHE_HOME="$SERVER_DIR/cache"
+mkdir -p "$TMPDIR" "$XDG_CACHE_HOME"
 cleanup() {
     local rc=$?
     set +e
-    # Unmount anything a failed test left behind, then stop the server.
-    grep -o ' /tmp/\.tmp[^ ]*' /proc/self/mountinfo 2>/dev/null | while read -r mp; do
-        fusermount3 -u -z "$mp" 2>/dev/null
-    done
+    # Unmount what a failed test left behind under this run's TMPDIR, then stop the server.
+    awk -v dir="$TMPDIR/" 'index($5, dir) == 1 { print $5 }' /proc/self/mountinfo 2>/dev/null |
+        while read -r mp; do
+            fusermount3 -u -z "$mp" 2>/dev/null
+        done
     scripts/s3-server.sh stop "$SERVER_DIR"
     scripts/moto-server.sh stop "$SERVER_DIR/moto"
     rm -rf "$SERVER_DIR"

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -14,6 +15,47 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line of this process; a usage error is one line on stderr (exit 2),
+    /// `--help` and `--version` print as usual (exit 0).
+    pub fn parse_or_exit() -> Cli {
+        match Cli::try_parse() {
+            Ok(c) => c,
+            Err(e) if !e.use_stderr() => e.exit(),
+            Err(e) => {
+                eprintln!("bucketfs: {}", one_line(&e));
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// A clap error as one line: its message without the `error:` label, the usage and the
+/// "For more information" footer; a tip stays, after a `;`.
+pub fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut line = String::new();
+    for p in parts {
+        if !line.is_empty() {
+            line.push_str(if p.starts_with("tip:") {
+                "; "
+            } else if line.ends_with(':') {
+                " "
+            } else {
+                ", "
+            });
+        }
+        line.push_str(p.strip_prefix("error: ").unwrap_or(p));
+    }
+    line
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,8 +82,8 @@ pub struct RmArgs {
     /// A missing object is no error.
     #[arg(short, long)]
     pub force: bool,
-    /// DeleteObjects requests (of up to 1,000 keys each) in flight at once.
-    #[arg(long, default_value = "4", value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// DeleteObjects requests (of up to 1,000 keys each) in flight at once (1-64).
+    #[arg(long, value_name = "N", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,
     /// No progress and no summary line (errors are still printed).
     #[arg(short, long)]
@@ -50,8 +92,8 @@ pub struct RmArgs {
     #[arg(long)]
     pub stats: bool,
     /// How long a request failing for a passing reason (unreachable, 5xx, throttling)
-    /// is retried before the command fails, in seconds.
-    #[arg(long, default_value = "120", value_parser = parse_seconds)]
+    /// is retried before the command fails, in seconds (0-86400).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = seconds(0, DAY))]
     pub retry_window: std::time::Duration,
     /// Where the server is, for s3:// (a path in a mount uses the mount's endpoint,
     /// region and addressing); the other options apply to both.
@@ -72,8 +114,8 @@ pub struct PresignArgs {
     /// A file (existing, or to be created with --method put) inside a bucketfs mount,
     /// or s3://bucket/key.
     pub target: String,
-    /// How long the URL is valid, in seconds (at most 7 days).
-    #[arg(long, default_value = "3600", value_parser = parse_seconds)]
+    /// How long the URL is valid, in seconds (1-604800: at most 7 days).
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = seconds(1, WEEK))]
     pub expires: std::time::Duration,
     #[arg(long, value_enum, default_value = "get")]
     pub method: PresignMethodArg,
@@ -158,37 +200,47 @@ pub struct MountArgs {
     /// asking, which saves `ls -l` two round trips per entry (its ACL and SELinux probes).
     #[arg(long)]
     pub no_xattr: bool,
-    /// Owner of files without x-amz-meta-uid. Default: the mounting user.
-    #[arg(long)]
+    /// Owner of files without x-amz-meta-uid (0-4294967294). Default: the mounting user.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=ID_MAX))]
     pub uid: Option<u32>,
-    /// Group of files without x-amz-meta-gid. Default: the mounting user's group.
-    #[arg(long)]
+    /// Group of files without x-amz-meta-gid (0-4294967294). Default: the mounting
+    /// user's group.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=ID_MAX))]
     pub gid: Option<u32>,
-    /// Mode of files without x-amz-meta-mode (octal).
+    /// Mode of files without x-amz-meta-mode (octal, 0-7777).
     #[arg(long, default_value = "0644", value_parser = parse_octal)]
     pub file_mode: u16,
-    /// Mode of directories without metadata (octal).
+    /// Mode of directories without metadata (octal, 0-7777).
     #[arg(long, default_value = "0755", value_parser = parse_octal)]
     pub dir_mode: u16,
     /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     pub allow_other: bool,
-    /// How long attributes, lookups and listings are cached, in seconds (fractions allowed).
-    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    /// Mount over a directory that is not empty (its files are hidden while mounted);
+    /// without it a non-empty mountpoint is refused.
+    #[arg(long)]
+    pub allow_non_empty: bool,
+    /// How long attributes, lookups and listings are cached, in seconds (fractions
+    /// allowed; 0-31536000, a year).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds(0, YEAR))]
     pub metadata_ttl: std::time::Duration,
     /// Where POSIX metadata comes from.
     #[arg(long, value_enum, default_value = "posix")]
     pub metadata_source: MetadataSourceArg,
 
     /// Part size in MiB: the largest ranged GET of sequential reads and the first part
-    /// of uploads (uploads grow it so files up to 5 TiB fit in 10,000 parts; min 5).
-    #[arg(long, default_value = "8")]
+    /// of uploads (uploads grow it so files up to 5 TiB fit in 10,000 parts); 5-5120,
+    /// S3's part sizes.
+    #[arg(long, value_name = "MIB", default_value = "8",
+          value_parser = clap::value_parser!(u64).range(5..=5120))]
     pub part_size: u64,
-    /// Memory for upload parts in flight across all files, in MiB.
-    #[arg(long, default_value = "128")]
+    /// Memory for upload parts in flight across all files, in MiB (16-1048576).
+    #[arg(long, value_name = "MIB", default_value = "128",
+          value_parser = clap::value_parser!(u64).range(16..=MEMORY_MAX_MIB))]
     pub max_upload_memory: u64,
-    /// Parts uploaded in parallel per file.
-    #[arg(long, default_value = "8")]
+    /// Parts uploaded in parallel per file (1-64).
+    #[arg(long, value_name = "N", default_value = "8",
+          value_parser = clap::value_parser!(u64).range(1..=64).map(|n| n as usize))]
     pub max_concurrency: usize,
     /// Directory for staging files of files modified out of order
     /// (default: $XDG_CACHE_HOME/bucketfs or ~/.cache/bucketfs).
@@ -209,33 +261,37 @@ pub struct MountArgs {
     pub no_versions_dir: bool,
     /// Multipart uploads that a bucketfs of this cache directory started and could not
     /// finish (it was killed) are aborted at mount, and hourly, once this old: seconds
-    /// or a duration such as 90m, 24h, 7d; 0 aborts all of them at once.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    /// or a duration such as 90m, 24h, 7d; 0 aborts all of them at once (0-3650d).
+    #[arg(long, value_name = "DUR", default_value = "24h", value_parser = parse_duration)]
     pub abort_incomplete_after: std::time::Duration,
-    /// Memory for prefetched read data across all open files, in MiB.
-    #[arg(long, default_value = "160")]
+    /// Memory for prefetched read data across all open files, in MiB (16-1048576).
+    #[arg(long, value_name = "MIB", default_value = "160",
+          value_parser = clap::value_parser!(u64).range(16..=MEMORY_MAX_MIB))]
     pub max_memory: u64,
     /// How long a request that fails for a passing reason (the endpoint unreachable or
     /// timing out, 5xx, throttling) is retried, with growing waits, before the operation
     /// fails with EIO; in seconds (fractions allowed). An outage shorter than this costs
-    /// waiting, never an error.
-    #[arg(long, default_value = "120", value_parser = parse_seconds)]
+    /// waiting, never an error (0-86400).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = seconds(0, DAY))]
     pub retry_window: std::time::Duration,
     /// At most this many attempts per S3 request (1: no retries), within the retry
-    /// window. Default: as many as the window allows.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// window (1-1000). Default: as many as the window allows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_attempts: Option<u32>,
     /// Inodes kept in memory that the kernel holds no reference to (names a listing
-    /// showed but nothing looked up); the least recently used beyond this are dropped.
-    #[arg(long, default_value = "32768")]
+    /// showed but nothing looked up); the least recently used beyond this are dropped
+    /// (0-100000000).
+    #[arg(long, value_name = "N", default_value = "32768",
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000).map(|n| n as usize))]
     pub max_idle_inodes: usize,
     /// Largest file size in bytes a write or truncate may reach (EFBIG beyond);
-    /// at most S3's object limit, 5 TiB.
-    #[arg(long, default_value = "5497558138880")]
+    /// 1-5497558138880 (S3's object limit, 5 TiB).
+    #[arg(long, value_name = "BYTES", default_value = "5497558138880",
+          value_parser = clap::value_parser!(u64).range(1..=crate::fs::upload::MAX_OBJECT))]
     pub max_file_size: u64,
     /// How long the presigned URL of the `user.s3.presigned_url` xattr is valid, in
-    /// seconds (S3 allows up to 7 days).
-    #[arg(long, default_value = "3600", value_parser = parse_seconds)]
+    /// seconds (1-604800: S3 allows up to 7 days).
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = seconds(1, WEEK))]
     pub presign_expires: std::time::Duration,
     /// Storage class of files created on the mount (STANDARD_IA, INTELLIGENT_TIERING,
     /// GLACIER_IR...). Rewrites keep each object's own class.
@@ -262,8 +318,10 @@ pub struct MountArgs {
     #[arg(long, requires = "sse")]
     pub sse_kms_key_id: Option<String>,
     /// Kernel readahead for the mount, in KiB (set when running as root; the kernel's
-    /// default for FUSE is 128, which costs a daemon round trip per 128 KiB read).
-    #[arg(long, default_value = "1024")]
+    /// default for FUSE is 128, which costs a daemon round trip per 128 KiB read);
+    /// 0-65536.
+    #[arg(long, value_name = "KIB", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub read_ahead_kb: u32,
 
     /// Stay in the foreground (logs to stderr unless --log-file).
@@ -349,9 +407,13 @@ pub(crate) fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let oh: i64 = o[1..3].parse().map_err(|_| bad())?;
-            let om: i64 = o[4..6].parse().map_err(|_| bad())?;
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.get(3..4) == Some(":") =>
+        {
+            let field = |r: std::ops::Range<usize>| o.get(r).and_then(|x| x.parse::<i64>().ok());
+            let oh = field(1..3).ok_or_else(bad)?;
+            let om = field(4..6).ok_or_else(bad)?;
             let v = oh * 3600 + om * 60;
             if o.starts_with('-') {
                 -v
@@ -376,7 +438,18 @@ pub(crate) fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
         .ok_or_else(bad)
 }
 
-/// Seconds, or a number with a unit: s, m, h, d.
+/// Seconds in a day, a week, a year: the bounds of duration options.
+const DAY: u64 = 86_400;
+const WEEK: u64 = 7 * DAY;
+const YEAR: u64 = 365 * DAY;
+/// Largest memory budget, in MiB (1 TiB).
+const MEMORY_MAX_MIB: u64 = 1 << 20;
+/// Largest uid or gid: `(uid_t)-1` means "no change" to chown, so it is no owner.
+const ID_MAX: i64 = u32::MAX as i64 - 1;
+/// Largest `--abort-incomplete-after`: ten years.
+const ABORT_AFTER_MAX: u64 = 3650 * DAY;
+
+/// Seconds, or a number with a unit: s, m, h, d; at most ten years.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let (num, unit) = match t.char_indices().last() {
@@ -390,19 +463,37 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         'd' => 86_400,
         _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
     };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(per))
+    let n = num
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a duration like 3600, 90m, 24h or 7d"))?;
+    n.checked_mul(per)
+        .filter(|v| *v <= ABORT_AFTER_MAX)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is not a duration like 3600, 90m, 24h or 7d"))
+        .ok_or_else(|| format!("{s} is not between 0 and 3650d"))
 }
 
-fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
-    s.parse::<f64>()
+/// A parser of seconds (fractions allowed) between `lo` and `hi`.
+fn seconds(
+    lo: u64,
+    hi: u64,
+) -> impl Fn(&str) -> Result<std::time::Duration, String> + Clone + Send + Sync + 'static {
+    move |s: &str| parse_seconds_in(s, lo, hi)
+}
+
+/// `s` as seconds between `lo` and `hi`; never panics (NaN, infinities, 1e20 and
+/// negative numbers are errors).
+fn parse_seconds_in(s: &str, lo: u64, hi: u64) -> Result<std::time::Duration, String> {
+    let v = s
+        .trim()
+        .parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(std::time::Duration::from_secs_f64)
-        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))?;
+    if v < lo as f64 || v > hi as f64 {
+        return Err(format!("{s} is not between {lo} and {hi} seconds"));
+    }
+    std::time::Duration::try_from_secs_f64(v.max(0.0))
+        .map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
 /// A parsed mount target.
@@ -413,9 +504,17 @@ pub struct Target {
     pub prefix: String,
 }
 
+/// `s` without its `s3://` scheme, in any case (`S3://b` is bucket `b`); `None` when it
+/// has none.
+pub fn strip_s3_scheme(s: &str) -> Option<&str> {
+    s.get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("s3://"))
+        .map(|_| &s[5..])
+}
+
 /// Parse `bucket`, `bucket/prefix`, `s3://bucket/prefix/`.
 pub fn parse_target(s: &str) -> Result<Target, String> {
-    let rest = s.strip_prefix("s3://").unwrap_or(s);
+    let rest = strip_s3_scheme(s).unwrap_or(s);
     let (bucket, prefix) = match rest.split_once('/') {
         Some((b, p)) => (b, p),
         None => (rest, ""),
@@ -466,10 +565,205 @@ mod tests {
         assert_eq!(parse_octal("0640"), Ok(0o640));
         assert!(parse_octal("999").is_err());
         assert_eq!(
-            parse_seconds("0.5"),
+            parse_seconds_in("0.5", 0, 10),
             Ok(std::time::Duration::from_millis(500))
         );
-        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds_in("-1", 0, 10).is_err());
+        assert!(parse_seconds_in("11", 0, 10).is_err());
+        assert_eq!(
+            parse_seconds_in("1e20", 0, YEAR).unwrap_err(),
+            "1e20 is not between 0 and 31536000 seconds"
+        );
+        for bad in ["NaN", "nan", "inf", "-inf", "1e400", "", " ", "0x10"] {
+            assert!(parse_seconds_in(bad, 0, YEAR).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_duration("7d"),
+            Ok(std::time::Duration::from_secs(WEEK))
+        );
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    /// Every numeric or duration option of mount, rm and presign.
+    const MOUNT_NUMERIC: &[&str] = &[
+        "--uid",
+        "--gid",
+        "--file-mode",
+        "--dir-mode",
+        "--metadata-ttl",
+        "--part-size",
+        "--max-upload-memory",
+        "--max-concurrency",
+        "--abort-incomplete-after",
+        "--max-memory",
+        "--retry-window",
+        "--max-attempts",
+        "--max-idle-inodes",
+        "--max-file-size",
+        "--presign-expires",
+        "--read-ahead-kb",
+    ];
+
+    /// Values no option takes.
+    const EXTREME: &[&str] = &[
+        "-1",
+        "99999999999999999999999999",
+        "18446744073709551616",
+        "NaN",
+        "1e11",
+        "1e20",
+        "1e400",
+        "inf",
+        "-inf",
+        "",
+        "0x10",
+        "\u{663}",
+        "1\u{e9}",
+    ];
+
+    fn mount_with(opt: &str, v: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["bucketfs", "mount", "b", "/mnt", &format!("{opt}={v}")])
+    }
+
+    #[test]
+    fn extreme_values_of_every_numeric_option_are_one_line_errors_never_panics() {
+        for opt in MOUNT_NUMERIC {
+            for v in EXTREME {
+                let e = mount_with(opt, v).expect_err(&format!("{opt}={v:?} was accepted"));
+                let line = one_line(&e);
+                assert!(
+                    !line.contains('\n') && !line.is_empty(),
+                    "{opt}={v:?}: {line:?}"
+                );
+                assert!(line.contains(opt), "{opt}={v:?}: {line:?}");
+            }
+            // `--opt -1` (a separate word) is refused too, as an unknown argument.
+            let e = Cli::try_parse_from(["bucketfs", "mount", "b", "/mnt", opt, "-1"]);
+            assert!(e.is_err(), "{opt} -1 was accepted");
+            assert!(!one_line(&e.unwrap_err()).contains('\n'));
+            // 0 parses or is refused; it never panics.
+            let _ = mount_with(opt, "0");
+        }
+        for (cmd, opt) in [
+            ("rm", "--concurrency"),
+            ("rm", "--retry-window"),
+            ("presign", "--expires"),
+        ] {
+            for v in EXTREME
+                .iter()
+                .chain(&["0"])
+                .filter(|v| !(opt == "--retry-window" && **v == "0"))
+            {
+                let r = Cli::try_parse_from(["bucketfs", cmd, "s3://b/k", &format!("{opt}={v}")]);
+                assert!(r.is_err(), "{cmd} {opt}={v:?} was accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_range() {
+        let cases = [
+            ("--part-size", "0", "5..=5120"),
+            ("--part-size", "4", "5..=5120"),
+            ("--max-concurrency", "0", "1..=64"),
+            ("--max-memory", "0", "16..=1048576"),
+            ("--max-upload-memory", "15", "16..=1048576"),
+            ("--metadata-ttl", "1e11", "between 0 and 31536000 seconds"),
+            ("--metadata-ttl", "1e20", "between 0 and 31536000 seconds"),
+            ("--retry-window", "86401", "between 0 and 86400 seconds"),
+            ("--presign-expires", "0", "between 1 and 604800 seconds"),
+            ("--max-file-size", "0", "1..=5497558138880"),
+            ("--max-attempts", "0", "1..=1000"),
+            ("--uid", "4294967295", "0..=4294967294"),
+            ("--read-ahead-kb", "65537", "0..=65536"),
+            ("--abort-incomplete-after", "3651d", "between 0 and 3650d"),
+        ];
+        for (opt, v, range) in cases {
+            let line = one_line(&mount_with(opt, v).expect_err(opt));
+            assert!(line.contains(range), "{opt}={v}: {line}");
+            assert!(!line.contains('\n'), "{opt}={v}: {line}");
+        }
+        let c = mount_with("--metadata-ttl", "31536000").unwrap();
+        let Command::Mount(m) = c.command else {
+            panic!("not a mount command");
+        };
+        assert_eq!(m.metadata_ttl, std::time::Duration::from_secs(YEAR));
+    }
+
+    #[test]
+    fn the_help_of_every_numeric_option_states_its_range() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let mount = cmd.find_subcommand("mount").unwrap();
+        for opt in MOUNT_NUMERIC {
+            let arg = mount
+                .get_arguments()
+                .find(|a| a.get_long() == opt.strip_prefix("--"))
+                .unwrap();
+            let help = arg.get_help().unwrap().to_string();
+            let has_range = help
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .any(|w| {
+                    let mut it = w.splitn(2, '-');
+                    matches!((it.next(), it.next()), (Some(a), Some(b))
+                        if a.chars().next().is_some_and(|c| c.is_ascii_digit())
+                            && b.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                });
+            assert!(has_range, "{opt}: no range in {help:?}");
+        }
+    }
+
+    #[test]
+    fn one_line_keeps_the_names_of_missing_arguments() {
+        let e = Cli::try_parse_from(["bucketfs", "mount", "b"]).unwrap_err();
+        let line = one_line(&e);
+        assert!(line.contains("<MOUNTPOINT>"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn the_s3_scheme_is_accepted_in_any_case() {
+        let t = |b: &str, p: &str| Target {
+            bucket: b.into(),
+            prefix: p.into(),
+        };
+        assert_eq!(parse_target("S3://demo").unwrap(), t("demo", ""));
+        assert_eq!(parse_target("s3://demo/x").unwrap(), t("demo", "x/"));
+        assert_eq!(parse_target("S3://demo/x/").unwrap(), t("demo", "x/"));
+        assert_eq!(strip_s3_scheme("s3:/x"), None);
+        assert_eq!(strip_s3_scheme("\u{e9}\u{e9}\u{e9}"), None);
+    }
+
+    #[test]
+    fn times_with_multibyte_characters_are_errors() {
+        for s in [
+            "2026-12-01T09:00:00+0\u{e9}00",
+            "2026-12-01T09:00:00+\u{e9}:000",
+            "2026-12-01T09:00:00.\u{e9}Z",
+            "\u{e9}026-12-01T09:00:00Z",
+        ] {
+            assert!(parse_time(s).is_err(), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_string_panics_a_parser(s in "\\PC{0,30}") {
+            let _ = parse_time(&s);
+            let _ = parse_duration(&s);
+            let _ = parse_seconds_in(&s, 0, YEAR);
+            let _ = parse_octal(&s);
+            let _ = parse_target(&s);
+            let _ = parse_storage_class(&s);
+            let _ = parse_account(&s);
+            let _ = parse_versions_dir(&s);
+        }
+
+        #[test]
+        fn no_time_shaped_string_panics(s in "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\PC{0,8}") {
+            let _ = parse_time(&s);
+        }
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
                 "some uploads failed at unmount (see the errors above)"
             );
         }
-        self.fs.log_stats("unmount");
+        // The stats line is logged once, by the daemon once the session has ended.
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
 pub mod mount;
 pub mod mountinfo;
 pub mod presign;

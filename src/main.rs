@@ -1,9 +1,7 @@
 //! The `bucketfs` command.
 
-use clap::Parser;
-
 fn main() {
-    let cli = bucketfs::cli::Cli::parse();
+    let cli = bucketfs::cli::Cli::parse_or_exit();
     let code = match cli.command {
         bucketfs::cli::Command::Mount(args) => bucketfs::mount::run(*args),
         bucketfs::cli::Command::Presign(args) => bucketfs::presign::run(args),

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{parse_target, MetadataSourceArg, MountArgs, Target};
 use crate::fs::attr::{Defaults, MetadataSource};
@@ -101,7 +100,7 @@ struct Checked {
     ca_bundle: Option<Vec<u8>>,
     sse_c_key: Option<[u8; 32]>,
     mountpoint: PathBuf,
-    log_file: Option<PathBuf>,
+    log: crate::logging::Destination,
 }
 
 /// Everything that can be checked without threads, before forking.
@@ -146,17 +145,45 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
             mountpoint.display()
         ));
     }
+    if !args.allow_non_empty && is_non_empty(&mountpoint) {
+        return Err(format!(
+            "mountpoint {} is not empty: its files would be hidden under the mount \
+             (--allow-non-empty mounts over them)",
+            mountpoint.display()
+        ));
+    }
+    let staging = staging_dir(args.cache_dir.as_deref(), &target.bucket);
+    // CACHE/BUCKET/staging: the cache directory is two levels up.
+    if let Some(cache) = staging.parent().and_then(Path::parent) {
+        check_cache_dir(cache)?;
+    }
     let log_file = match &args.log_file {
         Some(p) => {
-            File::options()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("log file {}: {e}", p.display()))?;
             Some(std::path::absolute(p).map_err(|e| format!("log file {}: {e}", p.display()))?)
         }
         None => None,
     };
+    let default_log = match staging.parent() {
+        Some(bucket_dir) => bucket_dir.join(crate::logging::DEFAULT_FILE),
+        None => PathBuf::from(crate::logging::DEFAULT_FILE),
+    };
+    let log = crate::logging::destination(
+        log_file.as_deref(),
+        !args.foreground,
+        Path::new(crate::logging::SYSLOG_SOCKET),
+        &default_log,
+    );
+    if let crate::logging::Destination::File(p) = &log {
+        if let Some(dir) = p.parent().filter(|_| log_file.is_none()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("log directory {}: {e}", dir.display()))?;
+        }
+        File::options()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| format!("log file {}: {e}", p.display()))?;
+    }
     let ca_bundle = match &args.s3.ca_bundle {
         Some(p) => Some(crate::store::s3::read_ca_bundle(p)?),
         None => None,
@@ -171,8 +198,35 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
         ca_bundle,
         sse_c_key,
         mountpoint,
-        log_file,
+        log,
     })
+}
+
+/// Whether the directory `path` has any entry (an unreadable one counts as empty: the
+/// mount itself then says what is wrong).
+fn is_non_empty(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// The cache directory must be a directory this process can write in: made when
+/// missing, refused when a file or read-only, so a random write does not fail later.
+fn check_cache_dir(dir: &Path) -> Result<(), String> {
+    let d = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(format!("cache directory {d} is not a directory")),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the cache directory {d}: {e}"))?,
+    }
+    let probe = dir.join(format!(".bucketfs-probe-{}", std::process::id()));
+    File::options()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("cache directory {d} is not writable: {e}"))?;
+    // A probe left behind is harmless: the name says what it is.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Whether `path` is a mount point, from /proc/self/mountinfo.
@@ -196,31 +250,8 @@ fn report(status: &mut Option<File>, msg: &str) {
     }
 }
 
-fn init_logging(args: &MountArgs, log_file: Option<&Path>, background: bool) {
-    let default = if args.debug {
-        "info,bucketfs=debug"
-    } else {
-        "warn,bucketfs=info"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let file = log_file.and_then(|p| File::options().create(true).append(true).open(p).ok());
-    match file {
-        Some(f) => {
-            let _ = builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init();
-        }
-        None if background => {
-            let _ = builder.with_writer(std::io::sink).try_init();
-        }
-        None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-        }
-    }
+fn init_logging(args: &MountArgs, dest: &crate::logging::Destination) {
+    crate::logging::init(args.debug, dest);
 }
 
 fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> String {
@@ -304,9 +335,8 @@ fn limit_malloc_arenas() {
 
 /// Connect, check the bucket, mount, and serve until unmounted.
 fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Result<(), String> {
-    let background = status.is_some();
     limit_malloc_arenas();
-    init_logging(args, c.log_file.as_deref(), background);
+    init_logging(args, &c.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()

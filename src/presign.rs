@@ -70,7 +70,7 @@ fn url(args: &PresignArgs) -> Result<String, String> {
     if args.expires.is_zero() || args.expires > std::time::Duration::from_secs(7 * 86_400) {
         return Err("--expires must be between 1 second and 7 days".into());
     }
-    let (target, key) = if args.target.starts_with("s3://") {
+    let (target, key) = if crate::cli::strip_s3_scheme(&args.target).is_some() {
         let t = parse_target(&args.target)?;
         let key = t.prefix.trim_end_matches('/').to_string();
         if key.is_empty() {

@@ -319,7 +319,7 @@ fn note_dirs(prefix: &str, key: &str, dirs: &mut BTreeSet<String>) {
 /// Where the objects to delete are: the bucket and key, and how to reach the server.
 fn resolve(args: &RmArgs) -> Result<(S3Config, String), String> {
     let (bucket, key, endpoint_url, region, force_path_style) =
-        if let Some(rest) = args.target.strip_prefix("s3://") {
+        if let Some(rest) = crate::cli::strip_s3_scheme(&args.target) {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(format!("{}: no bucket name", args.target));
