@@ -152,7 +152,10 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
             mountpoint.display()
         ));
     }
-    let staging = staging_dir(args.cache_dir.as_deref(), &target.bucket);
+    let staging = staging_dir(
+        args.cache_dir.as_deref(),
+        cache_name(all_buckets, &target.bucket),
+    );
     // CACHE/BUCKET/staging: the cache directory is two levels up.
     if let Some(cache) = staging.parent().and_then(Path::parent) {
         check_cache_dir(cache)?;
@@ -269,6 +272,17 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
             e.message
         ),
         _ => format!("cannot list bucket {b:?} at {endpoint}: {}", e.message),
+    }
+}
+
+/// The directory of the cache dir that a mount's journal, staging files and default log
+/// go in: the bucket's name, or for all buckets a name no bucket has (`_` is not
+/// allowed in bucket names).
+fn cache_name(all_buckets: bool, bucket: &str) -> &str {
+    if all_buckets {
+        "_all-buckets"
+    } else {
+        bucket
     }
 }
 
@@ -389,12 +403,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         let stats = counted.stats();
         (Arc::new(counted), stats)
     };
-    let journal_name = if c.all_buckets {
-        // No bucket is called so: `_` is not allowed in bucket names.
-        "_all-buckets"
-    } else {
-        c.target.bucket.as_str()
-    };
+    let journal_name = cache_name(c.all_buckets, &c.target.bucket);
     let uploads_dir = uploads_dir(args.cache_dir.as_deref(), journal_name);
     let journaled = JournalingStore::new(bottom, &uploads_dir).map_err(|e| {
         format!(

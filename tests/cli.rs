@@ -293,3 +293,31 @@ fn in_the_background_without_log_file_logs_go_to_the_default_file() {
     assert!(text.contains("mounted"), "{}: {text:?}", file.display());
     assert!(!text.contains('\x1b'), "{text:?}");
 }
+
+#[test]
+fn offline_all_buckets_takes_only_a_mountpoint_and_fails_on_listbuckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ["--cache-dir", dir.path().to_str().unwrap()];
+    // A bucket and --all-buckets together: one line, before any request.
+    let mut extra = cache.to_vec();
+    extra.push("--all-buckets");
+    let o = offline_mount("demo", dir.path(), &extra);
+    assert_one_line_error(&o, "--all-buckets mounts every bucket");
+    // --version-at needs one bucket.
+    let mut extra = cache.to_vec();
+    extra.extend(["--version-at", "2026-01-01T00:00:00Z"]);
+    let o = offline_mount("s3://", dir.path(), &extra);
+    assert_one_line_error(&o, "--version-at needs one bucket");
+    // s3:// is the whole account: the mount fails on ListBuckets, naming the endpoint.
+    let o = offline_mount("S3://", dir.path(), &cache);
+    assert_one_line_error(&o, "cannot reach the S3 endpoint http://127.0.0.1:1");
+    // --all-buckets MOUNTPOINT: the one positional is the mountpoint.
+    let o = Command::new(bin())
+        .args(["mount", "--all-buckets"])
+        .arg(dir.path().join("missing"))
+        .env("XDG_CACHE_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "missing");
+    assert!(stderr(&o).contains("mountpoint"), "{}", stderr(&o));
+}
