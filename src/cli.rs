@@ -183,7 +183,8 @@ pub struct MountArgs {
     /// `bucket`, `bucket/prefix` or `s3://bucket/prefix/`; `s3://` alone for every
     /// bucket of the account (as --all-buckets).
     pub target: String,
-    /// An existing directory to mount on.
+    /// An existing directory to mount on (with --all-buckets, the one argument).
+    #[arg(required_unless_present = "all_buckets")]
     pub mountpoint: Option<PathBuf>,
     /// Mount every bucket of the account, each a directory at the root (ListBuckets),
     /// served in its own region: `bucketfs mount --all-buckets MNT`. `mkdir MNT/NAME`

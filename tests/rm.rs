@@ -202,3 +202,35 @@ fn rm_r_of_a_path_in_a_mount_and_the_mount_sees_it_gone() {
     assert_eq!(b.keys(""), ["dirt", "px"]);
     assert_eq!(sh(pm.path(), "ls"), "");
 }
+
+/// In the mount, `rm -r` of trees in different directories deletes concurrently: the
+/// kernel serialises unlinks within one directory (it locks the directory), never the
+/// daemon. Through a proxy adding latency, eight `rm -r` at once overlap their
+/// DeleteObject requests.
+#[test]
+fn unlinks_in_the_mount_do_not_wait_on_each_other() {
+    let b = Bucket::new("rm-par");
+    let keys: Vec<String> = (0..8)
+        .flat_map(|d| (0..20).map(move |f| format!("d{d}/f{f:02}")))
+        .collect();
+    b.put_many(keys.clone(), b"x");
+    let proxy = Proxy::start(20, 0);
+    let m = Mount::new_at(&proxy.endpoint, &b.name, &[]);
+    sh(m.path(), "ls -lR > /dev/null");
+    m.reset_stats();
+    sh(
+        m.path(),
+        "for d in d0 d1 d2 d3 d4 d5 d6 d7; do rm -r $d & done; wait",
+    );
+    let s = m.stats();
+    let deletes = &s["DeleteObject"];
+    assert!(
+        deletes["requests"].as_u64().unwrap() >= keys.len() as u64,
+        "{s}"
+    );
+    assert!(
+        deletes["max_in_flight"].as_u64().unwrap() > 1,
+        "unlinks of different directories overlap: {s}"
+    );
+    assert!(b.keys("").is_empty(), "{:?}", b.keys(""));
+}
