@@ -167,7 +167,12 @@ fn a_bad_storage_class_or_encryption_option_is_refused_before_mounting() {
             .unwrap();
         assert!(!out.status.success(), "{extra:?} mounted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("error"), "{extra:?}: {err}");
+        // One readable line, exit 1 or 2 (clap's usage error), never a panic's 101.
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{extra:?}: {err}");
+        assert!(
+            err.starts_with("bucketfs: ") && err.trim_end().lines().count() == 1,
+            "{extra:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{extra:?}: {err}");
     }
 }
