@@ -63,3 +63,10 @@ echo "moto server: $BUCKETFS_TEST_MOTO_ENDPOINT"
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
+
+# The Debian package, built and installed as an operator would, then mounted with
+# mount -t and from an fstab line.
+DEB="$(scripts/package.sh)"
+echo "package: $DEB"
+$SUDO dpkg -i "$DEB" >/dev/null
+${SUDO:+$SUDO --preserve-env} scripts/package-test.sh

@@ -21,7 +21,18 @@ impl Cli {
     /// The command line of this process; a usage error is one line on stderr (exit 2),
     /// `--help` and `--version` print as usual (exit 0).
     pub fn parse_or_exit() -> Cli {
-        match Cli::try_parse() {
+        let argv = match crate::mount_helper::rewrite(
+            std::env::args_os().collect(),
+            &mount_long_options(),
+        ) {
+            Ok(crate::mount_helper::Rewritten::Args(a)) => a,
+            Ok(crate::mount_helper::Rewritten::Fake) => std::process::exit(0),
+            Err(msg) => {
+                eprintln!("bucketfs: {msg}");
+                std::process::exit(2);
+            }
+        };
+        match Cli::try_parse_from(argv) {
             Ok(c) => c,
             Err(e) if !e.use_stderr() => e.exit(),
             Err(e) => {
@@ -30,6 +41,19 @@ impl Cli {
             }
         }
     }
+}
+
+/// The long option names of `bucketfs mount` (`read-only`...), which `-o` names map to.
+pub fn mount_long_options() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .find_subcommand("mount")
+        .map(|m| {
+            m.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A clap error as one line: its message without the `error:` label, the usage and the
@@ -68,6 +92,15 @@ pub enum Command {
     /// Delete an object, or with -r every object under a prefix (batches of 1,000 keys
     /// per DeleteObjects): s3://bucket/key or a path inside a bucketfs mount.
     Rm(RmArgs),
+    /// Print a shell completion script: `bucketfs completions bash >
+    /// /etc/bash_completion.d/bucketfs` (the Debian package installs them).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (bucketfs.1 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -191,6 +224,14 @@ pub struct MountArgs {
     /// creates a bucket (in --region), `rmdir` deletes an empty one.
     #[arg(long, conflicts_with = "version_at")]
     pub all_buckets: bool,
+    /// Mount options as mount(8) and fstab write them: `-o name=value,name,...`, where
+    /// every long option has a spelling with `_` for `-` (`endpoint_url=URL`,
+    /// `read_only`, `metadata_ttl=5`); `ro`, `allow_other` and `nonempty` are
+    /// understood, and `rw`, `_netdev`, `nofail`, `noauto`, `user`, `x-systemd.*` and
+    /// the other generic options are ignored. fstab: `BUCKET[/PREFIX] MNT fuse.bucketfs
+    /// _netdev,endpoint_url=...,ro 0 0`.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
     #[command(flatten)]
     pub s3: ConnectArgs,
 

@@ -5,9 +5,13 @@
 pub mod cli;
 pub mod fs;
 pub mod fuse;
+pub mod kernel_mount;
 pub mod logging;
+pub mod manual;
 pub mod mount;
+pub mod mount_helper;
 pub mod mountinfo;
+pub mod notify;
 pub mod presign;
 pub mod readahead;
 pub mod rm;

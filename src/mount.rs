@@ -523,17 +523,18 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     }
     let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
 
+    let source = if c.all_buckets {
+        "s3://".to_string()
+    } else {
+        match c.target.prefix.trim_end_matches('/') {
+            "" => c.target.bucket.clone(),
+            p => format!("{}/{p}", c.target.bucket),
+        }
+    };
     let mut config = fuser::Config::default();
     let mut opts = vec![
-        fuser::MountOption::FSName(if c.all_buckets {
-            "bucketfs:s3://".to_string()
-        } else {
-            format!(
-                "bucketfs:{}/{}",
-                c.target.bucket,
-                c.target.prefix.trim_end_matches('/')
-            )
-        }),
+        // The source column of mount(8) and df: what fstab names.
+        fuser::MountOption::FSName(source.clone()),
         fuser::MountOption::Subtype("bucketfs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
@@ -557,8 +558,28 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone()).with_xattrs(!args.no_xattr);
     let page_slot = adapter.page_slot();
     let mount_id_slot = adapter.mount_id_slot();
-    let mut session = fuser::Session::new(adapter, &c.mountpoint, &config)
-        .map_err(|e| format!("cannot mount at {}: {e}", c.mountpoint.display()))?;
+    let mount_failed =
+        |e: std::io::Error| format!("cannot mount at {}: {e}", c.mountpoint.display());
+    // As root the mount is ours (type fuse.bucketfs); as a user fusermount3 makes it.
+    let own_mount = nix::unistd::geteuid().is_root();
+    let mut session = if own_mount {
+        let fd = crate::kernel_mount::mount(
+            &c.mountpoint,
+            &crate::kernel_mount::Options {
+                source: &source,
+                read_only: args.read_only,
+                allow_other: args.allow_other,
+            },
+        )
+        .map_err(mount_failed)?;
+        let acl = config.acl;
+        fuser::Session::from_fd(adapter, fd, acl, config).map_err(|e| {
+            let _ = nix::mount::umount2(&c.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+            mount_failed(e)
+        })?
+    } else {
+        fuser::Session::new(adapter, &c.mountpoint, &config).map_err(mount_failed)?
+    };
     match crate::fuse::push_pages(fs.clone(), session.notifier()) {
         Ok(tx) => {
             let _ = page_slot.set(tx);
@@ -614,7 +635,13 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
                 }
             }
             info!("signal received: unmounting {}", mountpoint.display());
-            if let Err(e) = unmounter.unmount() {
+            crate::notify::stopping("unmounting");
+            let done = if own_mount {
+                crate::kernel_mount::unmount(&mountpoint)
+            } else {
+                unmounter.unmount()
+            };
+            if let Err(e) = done {
                 warn!(
                     "unmount of {} failed ({e}); detaching it lazily",
                     mountpoint.display()
@@ -627,6 +654,15 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         }
     });
 
+    crate::notify::ready(&format!(
+        "mounted {} at {}",
+        if c.all_buckets {
+            "s3://"
+        } else {
+            &c.target.bucket
+        },
+        c.mountpoint.display()
+    ));
     if let Some(st) = status {
         report(st, OK);
         // So the daemon does not keep the caller's directory busy.
@@ -636,6 +672,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         redirect_stdio();
     }
     let res = session.run();
+    crate::notify::stopping("unmounted; finishing uploads");
     // destroy() drained already; this catches a session that ended without it.
     let failed = rt.block_on(fs.drain());
     if failed > 0 {

@@ -111,7 +111,7 @@ fn the_root_is_the_buckets_and_mkdir_rmdir_create_and_delete_them() {
     assert!(
         mounts
             .lines()
-            .any(|l| l.contains(&dir) && l.starts_with("bucketfs:s3://")),
+            .any(|l| l.contains(&dir) && l.starts_with("s3:// ")),
         "{mounts}"
     );
 }

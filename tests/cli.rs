@@ -321,3 +321,197 @@ fn offline_all_buckets_takes_only_a_mountpoint_and_fails_on_listbuckets() {
     assert_one_line_error(&o, "missing");
     assert!(stderr(&o).contains("mountpoint"), "{}", stderr(&o));
 }
+
+/// The mountinfo line of the mount at `dir`: (source, fs type, per-mount options).
+fn mount_entry(dir: &Path) -> Option<(String, String, String)> {
+    let want = dir.to_str().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.get(4) != Some(&want) {
+            return None;
+        }
+        let sep = f.iter().position(|x| *x == "-")?;
+        Some((
+            f[sep + 2].to_string(),
+            f[sep + 1].to_string(),
+            f[5].to_string(),
+        ))
+    })
+}
+
+/// A directory holding `name`, a symlink to the bucketfs binary.
+fn link_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join(name);
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    (d, link)
+}
+
+#[test]
+fn the_mount_helper_takes_o_options_as_mount_8_passes_them() {
+    let b = Bucket::new("helper");
+    b.put("dir/f.txt", "via fstab");
+    let (_links, helper) = link_dir("mount.fuse.bucketfs");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().with_extension("log");
+    let opts = format!(
+        "rw,_netdev,nofail,noauto,user,x-systemd.automount,x-systemd.mount-timeout=30,\
+         allow_other,endpoint_url={},force_path_style,region=us-east-1,log_file={},\
+         metadata_ttl=0.5,ro",
+        common::endpoint(),
+        log.display()
+    );
+    let o = Command::new(&helper)
+        .arg(format!("{}/dir", b.name))
+        .arg(dir.path())
+        .args(["-n", "-o", &opts])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let entry = mount_entry(dir.path());
+    let read = std::fs::read_to_string(dir.path().join("f.txt"));
+    let write = std::fs::write(dir.path().join("new.txt"), b"x");
+    unmount(dir.path());
+    let (source, fstype, mopts) = entry.expect("not mounted");
+    assert_eq!(fstype, "fuse.bucketfs");
+    assert_eq!(source, format!("{}/dir", b.name));
+    assert!(mopts.split(',').any(|o| o == "ro"), "{mopts}");
+    assert_eq!(read.unwrap(), "via fstab");
+    assert_eq!(write.unwrap_err().raw_os_error(), Some(libc::EROFS));
+
+    // -f (fake) mounts nothing and succeeds; a bad option fails as one line.
+    let o = Command::new(&helper)
+        .arg(&b.name)
+        .arg(dir.path())
+        .args(["-f", "-o", "region=us-east-1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(mount_entry(dir.path()).is_none());
+    let o = Command::new(&helper)
+        .arg(&b.name)
+        .arg(dir.path())
+        .args(["-o", "endpoint=http://x"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "unknown mount option \"endpoint\"");
+}
+
+#[test]
+fn fuse3_mount_helper_runs_bucketfs_source_mountpoint_o() {
+    // fuse3's own helper, as `mount -t fuse.bucketfs` runs it when no
+    // mount.fuse.bucketfs is installed: it finds `bucketfs` on PATH.
+    let b = Bucket::new("fuse3helper");
+    b.put("g.txt", "via mount.fuse3");
+    let (links, _) = link_dir("bucketfs");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().with_extension("log");
+    let path = format!(
+        "{}:{}",
+        links.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("mount.fuse3")
+        .arg(&b.name)
+        .arg(dir.path())
+        .args(["-t", "fuse.bucketfs", "-o"])
+        .arg(format!(
+            "_netdev,endpoint_url={},force_path_style,region=us-east-1,log_file={}",
+            common::endpoint(),
+            log.display()
+        ))
+        .env("PATH", path)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let entry = mount_entry(dir.path());
+    let read = std::fs::read_to_string(dir.path().join("g.txt"));
+    unmount(dir.path());
+    let (source, fstype, _) = entry.expect("not mounted");
+    assert_eq!(
+        (source.as_str(), fstype.as_str()),
+        (b.name.as_str(), "fuse.bucketfs")
+    );
+    assert_eq!(read.unwrap(), "via mount.fuse3");
+}
+
+/// Receive one notification datagram (a hang guard, not a synchronisation: recv
+/// returns as soon as the daemon sends).
+fn recv_notice(sock: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("no notification within 60 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn systemd_hears_ready_once_the_mount_is_live_and_stopping_at_unmount() {
+    let b = Bucket::new("notify");
+    b.put("n.txt", "ready");
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock_path = sockdir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+
+    // In the foreground, as a Type=notify unit runs it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().with_extension("log");
+    let mut child = common::mount_cmd(&b.name, dir.path(), &log, &["--foreground"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = recv_notice(&sock);
+    // At READY=1 the files are there already.
+    let read = std::fs::read_to_string(dir.path().join("n.txt"));
+    unmount(dir.path());
+    let stopping = recv_notice(&sock);
+    let status = child.wait().unwrap();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready:?}"
+    );
+    assert_eq!(read.unwrap(), "ready");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    assert!(status.success());
+
+    // Daemonized: READY=1 names the daemon, not the parent that exits.
+    let dir = tempfile::tempdir().unwrap();
+    let parent = common::mount_cmd(&b.name, dir.path(), &log, &[])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent_pid = parent.id();
+    let o = parent.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ready = recv_notice(&sock);
+    let pid: u32 = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .and_then(|p| p.parse().ok())
+        .expect("MAINPID");
+    let m_dir = dir.path().to_path_buf();
+    let live = mount_entry(&m_dir).is_some();
+    let daemon_alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    unmount(&m_dir);
+    let stopping = recv_notice(&sock);
+    assert!(live);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    assert_ne!(pid, parent_pid);
+    assert!(daemon_alive, "MAINPID {pid} is not running while mounted");
+    assert!(
+        wait_exit(pid, 30),
+        "the daemon {pid} did not exit at unmount"
+    );
+    assert!(stopping.contains("STOPPING=1"), "{stopping:?}");
+}
