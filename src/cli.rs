@@ -21,10 +21,7 @@ impl Cli {
     /// The command line of this process; a usage error is one line on stderr (exit 2),
     /// `--help` and `--version` print as usual (exit 0).
     pub fn parse_or_exit() -> Cli {
-        let argv = match crate::mount_helper::rewrite(
-            std::env::args_os().collect(),
-            &mount_long_options(),
-        ) {
+        let argv = match crate::mount_helper::rewrite(std::env::args_os().collect(), &grammar()) {
             Ok(crate::mount_helper::Rewritten::Args(a)) => a,
             Ok(crate::mount_helper::Rewritten::Fake) => std::process::exit(0),
             Err(msg) => {
@@ -43,17 +40,29 @@ impl Cli {
     }
 }
 
-/// The long option names of `bucketfs mount` (`read-only`...), which `-o` names map to.
-pub fn mount_long_options() -> Vec<String> {
+/// The subcommand names and the long option names of `bucketfs mount` (`read-only`...),
+/// from the CLI definition, for the rewrite of mount(8)'s argument forms.
+pub fn grammar() -> crate::mount_helper::Grammar {
     use clap::CommandFactory;
-    Cli::command()
+    let cmd = Cli::command();
+    let mut subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    // clap adds `help` when it builds the command.
+    subcommands.push("help".into());
+    let mount_options = cmd
         .find_subcommand("mount")
         .map(|m| {
             m.get_arguments()
                 .filter_map(|a| a.get_long().map(str::to_string))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    crate::mount_helper::Grammar {
+        subcommands,
+        mount_options,
+    }
 }
 
 /// A clap error as one line: its message without the `error:` label, the usage and the

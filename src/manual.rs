@@ -90,7 +90,7 @@ mod tests {
             "{}",
             &mount[..200]
         );
-        for long in crate::cli::mount_long_options() {
+        for long in crate::cli::grammar().mount_options {
             // roff escapes '-' as '\-'.
             let roff = format!("\\-\\-{}", long.replace('-', "\\-"));
             assert!(mount.contains(&roff), "bucketfs-mount.1 lacks --{long}");

@@ -654,15 +654,7 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         }
     });
 
-    crate::notify::ready(&format!(
-        "mounted {} at {}",
-        if c.all_buckets {
-            "s3://"
-        } else {
-            &c.target.bucket
-        },
-        c.mountpoint.display()
-    ));
+    crate::notify::ready(&format!("mounted {source} at {}", c.mountpoint.display()));
     if let Some(st) = status {
         report(st, OK);
         // So the daemon does not keep the caller's directory busy.

@@ -22,8 +22,14 @@ pub enum Rewritten {
     Fake,
 }
 
-/// The subcommands, which the `bucketfs SOURCE MNT` form cannot start with.
-const SUBCOMMANDS: &[&str] = &["mount", "presign", "rm", "completions", "manpages", "help"];
+/// What the rewrite needs of the CLI definition (see `cli::grammar`).
+pub struct Grammar {
+    /// The subcommand names, which the `bucketfs SOURCE MNT` form cannot start with.
+    pub subcommands: Vec<String>,
+    /// The long option names of `bucketfs mount` (as `read-only`), which `-o` names
+    /// must be one of.
+    pub mount_options: Vec<String>,
+}
 
 /// Options of mount(8) and fstab that mean nothing to bucketfs: mount(8), systemd or
 /// the kernel act on them (or they are the default here).
@@ -62,9 +68,9 @@ const IGNORED: &[&str] = &[
     "default_permissions",
 ];
 
-/// Rewrite `argv` (argv[0] first). `long_options` are the long option names of `bucketfs
-/// mount` (as `read-only`), which `-o` names must be one of.
-pub fn rewrite(argv: Vec<OsString>, long_options: &[String]) -> Result<Rewritten, String> {
+/// Rewrite `argv` (argv[0] first).
+pub fn rewrite(argv: Vec<OsString>, grammar: &Grammar) -> Result<Rewritten, String> {
+    let long_options = &grammar.mount_options;
     let prog = argv.first().cloned().unwrap_or_else(|| "bucketfs".into());
     let name = std::path::Path::new(&prog)
         .file_name()
@@ -76,7 +82,7 @@ pub fn rewrite(argv: Vec<OsString>, long_options: &[String]) -> Result<Rewritten
     let first = argv.get(1).map(|a| a.to_string_lossy().into_owned());
     match first.as_deref() {
         // `bucketfs SOURCE MNT -o ...`, as mount.fuse3 runs it.
-        Some(a) if !a.starts_with('-') && !SUBCOMMANDS.contains(&a) => {
+        Some(a) if !a.starts_with('-') && !grammar.subcommands.iter().any(|s| s == a) => {
             let mut out = vec![prog, "mount".into()];
             out.extend(expand(&argv[1..], long_options, false)?);
             Ok(Rewritten::Args(out))
@@ -216,7 +222,7 @@ fn option(item: &str, long_options: &[String], sloppy: bool) -> Result<Vec<Strin
         return Ok(Vec::new());
     }
     let long = name.replace('_', "-");
-    if !long_options.contains(&long) || long == "o" {
+    if !long_options.contains(&long) {
         if sloppy {
             return Ok(Vec::new());
         }
@@ -251,25 +257,11 @@ fn split_options(list: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn longs() -> Vec<String> {
-        [
-            "endpoint-url",
-            "region",
-            "read-only",
-            "allow-other",
-            "allow-non-empty",
-            "uid",
-            "o",
-            "metadata-ttl",
-            "foreground",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
     fn run(argv: &[&str]) -> Result<Rewritten, String> {
-        rewrite(argv.iter().map(OsString::from).collect(), &longs())
+        rewrite(
+            argv.iter().map(OsString::from).collect(),
+            &crate::cli::grammar(),
+        )
     }
 
     fn args(argv: &[&str]) -> Vec<String> {

@@ -362,15 +362,14 @@ fn the_mount_helper_takes_o_options_as_mount_8_passes_them() {
         common::endpoint(),
         log.display()
     );
-    let o = Command::new(&helper)
-        .arg(format!("{}/dir", b.name))
-        .arg(dir.path())
-        .args(["-n", "-o", &opts])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .output()
-        .unwrap();
+    let o = common::loopback_env(
+        Command::new(&helper)
+            .arg(format!("{}/dir", b.name))
+            .arg(dir.path())
+            .args(["-n", "-o", &opts]),
+    )
+    .output()
+    .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let entry = mount_entry(dir.path());
     let read = std::fs::read_to_string(dir.path().join("f.txt"));
@@ -415,7 +414,8 @@ fn fuse3_mount_helper_runs_bucketfs_source_mountpoint_o() {
         links.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let o = Command::new("mount.fuse3")
+    let mut fuse3 = Command::new("mount.fuse3");
+    fuse3
         .arg(&b.name)
         .arg(dir.path())
         .args(["-t", "fuse.bucketfs", "-o"])
@@ -424,12 +424,8 @@ fn fuse3_mount_helper_runs_bucketfs_source_mountpoint_o() {
             common::endpoint(),
             log.display()
         ))
-        .env("PATH", path)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .output()
-        .unwrap();
+        .env("PATH", path);
+    let o = common::loopback_env(&mut fuse3).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let entry = mount_entry(dir.path());
     let read = std::fs::read_to_string(dir.path().join("g.txt"));

@@ -329,13 +329,19 @@ pub fn mount_cmd_at(
         .arg("us-east-1")
         .arg("--log-file")
         .arg(log)
-        .args(extra)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(extra);
+    loopback_env(&mut c);
+    c
+}
+
+/// The environment of a bucketfs process that must talk to 127.0.0.1 only: no
+/// instance-metadata lookups, no proxies.
+pub fn loopback_env(c: &mut Command) -> &mut Command {
+    c.env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("http_proxy")
         .env_remove("https_proxy")
         .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY");
-    c
+        .env_remove("HTTPS_PROXY")
 }
 
 impl Mount {
