@@ -170,8 +170,9 @@ pub struct PresignArgs {
 /// How to reach the S3 server.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// S3 endpoint (MinIO, Ceph, R2, a local server...). Default: AWS.
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    /// S3 endpoint (MinIO, Ceph, R2, a local server...), an http:// or https:// URL.
+    /// Default: AWS.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint_url)]
     pub endpoint_url: Option<String>,
     /// AWS region. Default: from the AWS configuration, else us-east-1.
     #[arg(long)]
@@ -198,9 +199,28 @@ pub struct ConnectArgs {
     /// with its own CA.
     #[arg(long)]
     pub ca_bundle: Option<PathBuf>,
+    /// How long opening a connection to the endpoint may take, in seconds (fractions
+    /// allowed; 1-300).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds(1, 300))]
+    pub connect_timeout: std::time::Duration,
+    /// How long one attempt of a request may take, connecting included, in seconds
+    /// (fractions allowed; 1-3600); a timed-out request is retried within the retry
+    /// window. Uploads (PutObject, UploadPart) get one second more per MiB of body;
+    /// server-side copies and CompleteMultipartUpload ten times this. The checks at
+    /// mount time wait at most 10 s (or --connect-timeout, if longer).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds(1, 3600))]
+    pub request_timeout: std::time::Duration,
 }
 
 impl ConnectArgs {
+    /// `--connect-timeout` and `--request-timeout`.
+    pub fn timeouts(&self) -> crate::store::s3::Timeouts {
+        crate::store::s3::Timeouts {
+            connect: self.connect_timeout,
+            request: self.request_timeout,
+        }
+    }
+
     /// Path-style addressing: asked for, or the endpoint cannot serve virtual-hosted
     /// buckets.
     pub fn path_style(&self) -> bool {
@@ -384,6 +404,80 @@ pub struct MountArgs {
     /// Debug logging (RUST_LOG overrides the filter).
     #[arg(long)]
     pub debug: bool,
+}
+
+/// An endpoint URL: `http://` or `https://` (any case), a host (a name, an IPv4
+/// address or `[IPv6]`), an optional port, an optional path. A URL without a scheme
+/// is refused with the two URLs it may have meant: which one is the user's to say.
+pub(crate) fn parse_endpoint_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let Some((scheme, rest)) = t.split_once("://") else {
+        let host = t.trim_end_matches('/');
+        return Err(if host.is_empty() {
+            "the endpoint URL is empty".to_string()
+        } else {
+            format!("no scheme: write http://{host} or https://{host}")
+        });
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "the scheme must be http:// or https://, not {scheme:?}"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let bad = |why: &str| Err(format!("not a valid URL: {why}"));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, p),
+            _ => return bad("the IPv6 address in [] is not valid"),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, &authority[h.len()..][..p.len() + 1]),
+            None => (authority, ""),
+        }
+    };
+    if host.is_empty() {
+        return bad("no host name");
+    }
+    if !authority.starts_with('[')
+        && !host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return bad("the host name may have only letters, digits, '-' and '.'");
+    }
+    if let Some(p) = port.strip_prefix(':') {
+        if p.parse::<u16>().map_or(true, |n| n == 0) {
+            return bad("the port must be a number from 1 to 65535");
+        }
+    } else if !port.is_empty() {
+        return bad("unexpected text after the host");
+    }
+    Ok(t.to_string())
+}
+
+/// Whether `name` can be a bucket's, by the rules every S3 server shares: 3 to 63
+/// characters (255 for old us-east-1 buckets) of letters, digits, `.`, `-` and `_`,
+/// starting and ending with a letter or digit. Servers may refuse more (AWS: capitals
+/// and `_` in new buckets); they answer InvalidBucketName.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let ends = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok_chars
+        && (3..=255).contains(&name.len())
+        && ends(name.bytes().next())
+        && ends(name.bytes().last())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid bucket name {name:?}: a bucket name is 3-63 lower-case letters, digits, \
+             dots and hyphens, and begins and ends with a letter or digit"
+        ))
+    }
 }
 
 fn parse_octal(s: &str) -> Result<u16, String> {
@@ -654,6 +748,8 @@ mod tests {
         "--max-file-size",
         "--presign-expires",
         "--read-ahead-kb",
+        "--connect-timeout",
+        "--request-timeout",
     ];
 
     /// Values no option takes.
@@ -699,7 +795,11 @@ mod tests {
         for (cmd, opt) in [
             ("rm", "--concurrency"),
             ("rm", "--retry-window"),
+            ("rm", "--connect-timeout"),
+            ("rm", "--request-timeout"),
             ("presign", "--expires"),
+            ("presign", "--connect-timeout"),
+            ("presign", "--request-timeout"),
         ] {
             for v in EXTREME
                 .iter()
@@ -729,6 +829,10 @@ mod tests {
             ("--uid", "4294967295", "0..=4294967294"),
             ("--read-ahead-kb", "65537", "0..=65536"),
             ("--abort-incomplete-after", "3651d", "between 0 and 3650d"),
+            ("--connect-timeout", "0", "between 1 and 300 seconds"),
+            ("--connect-timeout", "301", "between 1 and 300 seconds"),
+            ("--request-timeout", "0.5", "between 1 and 3600 seconds"),
+            ("--request-timeout", "3601", "between 1 and 3600 seconds"),
         ];
         for (opt, v, range) in cases {
             let line = one_line(&mount_with(opt, v).expect_err(opt));
@@ -740,6 +844,117 @@ mod tests {
             panic!("not a mount command");
         };
         assert_eq!(m.metadata_ttl, std::time::Duration::from_secs(YEAR));
+        let c = mount_with("--request-timeout", "2.5").unwrap();
+        let Command::Mount(m) = c.command else {
+            panic!("not a mount command");
+        };
+        assert_eq!(
+            m.s3.timeouts(),
+            crate::store::s3::Timeouts {
+                connect: std::time::Duration::from_secs(10),
+                request: std::time::Duration::from_millis(2500),
+            }
+        );
+    }
+
+    #[test]
+    fn the_timeouts_default_to_10_and_30_seconds_on_every_connecting_command() {
+        use crate::store::s3::Timeouts;
+        let want = Timeouts::default();
+        assert_eq!(want.connect, std::time::Duration::from_secs(10));
+        assert_eq!(want.request, std::time::Duration::from_secs(30));
+        let m = Cli::try_parse_from(["bucketfs", "mount", "b", "/mnt"]).unwrap();
+        let r = Cli::try_parse_from(["bucketfs", "rm", "s3://b/k"]).unwrap();
+        let p = Cli::try_parse_from(["bucketfs", "presign", "s3://b/k"]).unwrap();
+        match (m.command, r.command, p.command) {
+            (Command::Mount(m), Command::Rm(r), Command::Presign(p)) => {
+                assert_eq!(m.s3.timeouts(), want);
+                assert_eq!(r.s3.timeouts(), want);
+                assert_eq!(p.s3.timeouts(), want);
+            }
+            _ => panic!("wrong commands"),
+        }
+        let r = Cli::try_parse_from([
+            "bucketfs",
+            "rm",
+            "s3://b/k",
+            "--connect-timeout",
+            "2",
+            "--request-timeout",
+            "7",
+        ])
+        .unwrap();
+        let Command::Rm(r) = r.command else {
+            panic!("not rm");
+        };
+        assert_eq!(r.s3.timeouts().connect, std::time::Duration::from_secs(2));
+        assert_eq!(r.s3.timeouts().request, std::time::Duration::from_secs(7));
+    }
+
+    #[test]
+    fn endpoint_urls_need_a_scheme_and_a_host() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "https://s3.eu-west-1.amazonaws.com",
+            "HTTP://localhost:9000/",
+            "https://[::1]:8443/base",
+            "http://minio",
+        ] {
+            assert_eq!(parse_endpoint_url(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        let e = parse_endpoint_url("localhost:9000").unwrap_err();
+        assert!(
+            e.contains("no scheme") && e.contains("http://localhost:9000"),
+            "{e}"
+        );
+        for bad in [
+            "ht!tp://x",
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "http://x:0",
+            "http://x:99999",
+            "http://x:port",
+            "http://[zz]:1",
+            "http://ex_ample.com",
+            "",
+        ] {
+            assert!(parse_endpoint_url(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = Cli::try_parse_from([
+            "bucketfs",
+            "mount",
+            "b",
+            "/mnt",
+            "--endpoint-url",
+            "ht!tp://x",
+        ])
+        .unwrap_err();
+        let line = one_line(&e);
+        assert!(
+            line.contains("--endpoint-url") && line.contains("http://"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn bucket_names_are_checked_by_the_rules_all_servers_share() {
+        for ok in ["abc", "my-bucket.logs", "Legacy_Bucket", "a1b"] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "a b c",
+            "bad!",
+            "caf\u{e9}",
+            &"x".repeat(256),
+        ] {
+            let e = check_bucket_name(bad).unwrap_err();
+            assert!(e.starts_with("invalid bucket name"), "{e}");
+        }
     }
 
     #[test]

@@ -116,7 +116,11 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
             ))
         }
         (Some(mp), false) if account(&args.target) => (None, mp.clone(), true),
-        (Some(mp), false) => (Some(parse_target(&args.target)?), mp.clone(), false),
+        (Some(mp), false) => {
+            let t = parse_target(&args.target)?;
+            crate::cli::check_bucket_name(&t.bucket)?;
+            (Some(t), mp.clone(), false)
+        }
         (None, false) => {
             return Err(format!(
                 "no mountpoint: bucketfs mount {} MOUNTPOINT",
@@ -257,8 +261,17 @@ fn init_logging(args: &MountArgs, dest: &crate::logging::Destination) {
     crate::logging::init(args.debug, dest);
 }
 
-fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> String {
+/// The one line for a failed check of the bucket at mount time.
+fn mount_error(
+    t: &Target,
+    endpoint: &str,
+    region: Option<&str>,
+    e: &crate::store::StoreError,
+) -> String {
     let b = &t.bucket;
+    if let Some(line) = endpoint_error(endpoint, e) {
+        return line;
+    }
     match e.kind {
         StoreErrorKind::NoSuchBucket => format!("bucket {b:?} does not exist at {endpoint}"),
         StoreErrorKind::NotFound => format!("bucket {b:?} not found at {endpoint} ({})", e.message),
@@ -266,13 +279,51 @@ fn mount_error(t: &Target, endpoint: &str, e: &crate::store::StoreError) -> Stri
             "access denied to bucket {b:?} at {endpoint}: check the credentials and their permissions ({})",
             e.message
         ),
-        StoreErrorKind::Unreachable => format!("cannot reach the S3 endpoint {endpoint}: {}", e.message),
-        _ if e.message.to_ascii_lowercase().contains("credential") => format!(
-            "no usable AWS credentials (environment, profile, SSO or instance role): {}",
+        StoreErrorKind::InvalidName => format!(
+            "the server at {endpoint} refuses the bucket name {b:?} ({})",
             e.message
         ),
+        StoreErrorKind::WrongRegion => {
+            let used = region.unwrap_or("the default region");
+            match &e.region {
+                Some(r) => format!(
+                    "bucket {b:?} is in region {r}, not {used}: give --region {r} (or leave --region out and bucketfs asks the bucket)"
+                ),
+                None => format!(
+                    "bucket {b:?} is not in region {used}: give its region with --region, or leave --region out ({})",
+                    e.message
+                ),
+            }
+        }
         _ => format!("cannot list bucket {b:?} at {endpoint}: {}", e.message),
     }
+}
+
+/// The line for an error that says nothing of a bucket: the endpoint gave no answer
+/// (refused, timed out, TLS) or there were no credentials to ask with. `None` for the
+/// others. Shared by mount, rm and presign.
+pub(crate) fn endpoint_error(endpoint: &str, e: &crate::store::StoreError) -> Option<String> {
+    Some(match e.kind {
+        StoreErrorKind::Credentials => e.message.clone(),
+        StoreErrorKind::TimedOut => {
+            let waited = e
+                .timeout
+                .map(crate::store::s3::seconds_text)
+                .unwrap_or_else(|| "the timeout".into());
+            let knob = if e.message.contains("--connect-timeout") {
+                "--connect-timeout"
+            } else {
+                "--request-timeout"
+            };
+            format!(
+                "the S3 endpoint {endpoint} did not answer within {waited}: is the URL right and the server up? ({knob} sets how long to wait)"
+            )
+        }
+        StoreErrorKind::Unreachable => {
+            format!("cannot reach the S3 endpoint {endpoint}: {}", e.message)
+        }
+        _ => return None,
+    })
 }
 
 /// The directory of the cache dir that a mount's journal, staging files and default log
@@ -286,47 +337,85 @@ fn cache_name(all_buckets: bool, bucket: &str) -> &str {
     }
 }
 
-/// Check the bucket of a one-bucket mount (and find its region when --region is not
-/// given), with few retries, so a wrong endpoint fails fast.
+/// The settings of the check requests at mount time: one SDK attempt each (a timeout is
+/// not waited through twice) and the short timeouts of [`Timeouts::probe`].
+///
+/// [`Timeouts::probe`]: crate::store::s3::Timeouts::probe
+fn probe_config(cfg: &S3Config) -> S3Config {
+    S3Config {
+        max_attempts: 1,
+        timeouts: cfg.timeouts.probe(),
+        ..cfg.clone()
+    }
+}
+
+/// `op`, and once more after a moment if S3 answered with a passing failure (5xx,
+/// throttling); an endpoint that gave no answer is not asked twice, so a dead one fails
+/// the mount within one timeout.
+async fn once_more<T, F, Fut>(op: F) -> crate::store::StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<T>>,
+{
+    match op().await {
+        Err(e) if e.kind == StoreErrorKind::Transient => {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            op().await
+        }
+        r => r,
+    }
+}
+
+/// Check the credentials and the bucket of a one-bucket mount (and find its region
+/// when --region is not given), so a wrong endpoint, bucket or region fails fast.
 fn check_bucket(
     rt: &tokio::runtime::Runtime,
     s3cfg: &mut S3Config,
     c: &Checked,
     endpoint: &str,
 ) -> Result<(), String> {
+    let mut cfg = probe_config(s3cfg);
     rt.block_on(async {
-        let mut probe = S3Store::connect(s3cfg).await;
+        let mut probe = S3Store::connect(&cfg).await;
+        let fail = |probe: &S3Store, e: crate::store::StoreError| {
+            mount_error(&c.target, endpoint, probe.region().as_deref(), &e)
+        };
+        probe
+            .check_credentials()
+            .await
+            .map_err(|e| fail(&probe, e))?;
         if s3cfg.region.is_none() {
             // No --region: the bucket says where it is, as the peers ask it.
             let used = probe.region();
-            let found = probe
-                .bucket_region()
+            let found = once_more(|| probe.bucket_region())
                 .await
-                .map_err(|e| mount_error(&c.target, endpoint, &e))?;
+                .map_err(|e| fail(&probe, e))?;
             if let Some(r) = found {
                 if used.as_deref() != Some(r.as_str()) {
                     info!(bucket = %c.target.bucket, region = %r, "using the bucket's region");
                 }
-                s3cfg.region = Some(r);
-                probe = S3Store::connect(s3cfg).await;
+                s3cfg.region = Some(r.clone());
+                cfg.region = Some(r);
+                probe = S3Store::connect(&cfg).await;
             }
         }
-        probe
-            .list(&c.target.prefix, Some("/"), None, Some(1))
+        once_more(|| probe.list(&c.target.prefix, Some("/"), None, Some(1)))
             .await
             .map(|_| ())
-            .map_err(|e| mount_error(&c.target, endpoint, &e))
+            .map_err(|e| fail(&probe, e))
     })
 }
 
 /// The one line for a ListBuckets that failed at mount time.
 fn account_error(endpoint: &str, e: &crate::store::StoreError) -> String {
+    if let Some(line) = endpoint_error(endpoint, e) {
+        return line;
+    }
     match e.kind {
         StoreErrorKind::AccessDenied => format!(
             "access denied listing the buckets at {endpoint}: check the credentials and their permissions (s3:ListAllMyBuckets) ({})",
             e.message
         ),
-        StoreErrorKind::Unreachable => format!("cannot reach the S3 endpoint {endpoint}: {}", e.message),
         _ => format!("cannot list the buckets at {endpoint}: {}", e.message),
     }
 }
@@ -364,7 +453,8 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         region: args.s3.region.clone(),
         profile: args.s3.profile.clone(),
         force_path_style: args.s3.path_style(),
-        max_attempts: 2,
+        // One attempt per SDK call: the retry window below is the one retry policy.
+        max_attempts: 1,
         sse: args.sse.clone().map(|mode| crate::store::s3::Encryption {
             mode,
             kms_key_id: args.sse_kms_key_id.clone(),
@@ -375,24 +465,28 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
         no_sign_request: args.s3.no_sign_request,
         ca_bundle: c.ca_bundle.clone(),
         sse_c_key: c.sse_c_key,
+        timeouts: args.s3.timeouts(),
     };
     let endpoint = args
         .s3
         .endpoint_url
         .clone()
         .unwrap_or_else(|| "AWS S3".to_string());
-    // Check the bucket with few retries, so a wrong endpoint fails fast.
+    // Check the credentials and the bucket (or the account) with one attempt per
+    // request and short timeouts, so a wrong endpoint fails fast.
     if c.all_buckets {
         let stats = Arc::new(crate::store::counting::RequestStats::default());
-        let base = rt.block_on(S3Store::connect(&s3cfg));
-        let buckets = S3Buckets::new(s3cfg.clone(), base, stats);
-        rt.block_on(buckets.list_buckets())
-            .map_err(|e| account_error(&endpoint, &e))?;
+        let cfg = probe_config(&s3cfg);
+        rt.block_on(async {
+            let base = S3Store::connect(&cfg).await;
+            base.check_credentials().await?;
+            let buckets = S3Buckets::new(cfg.clone(), base, stats);
+            once_more(|| buckets.list_buckets()).await
+        })
+        .map_err(|e| account_error(&endpoint, &e))?;
     } else {
         check_bucket(&rt, &mut s3cfg, c, &endpoint)?;
     }
-    // One attempt per SDK call: the retry window below is the one retry policy.
-    s3cfg.max_attempts = 1;
     let (bottom, stats): (Arc<dyn ObjectStore>, _) = if c.all_buckets {
         let stats = Arc::new(crate::store::counting::RequestStats::default());
         let base = rt.block_on(S3Store::connect(&s3cfg));

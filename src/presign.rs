@@ -72,6 +72,7 @@ fn url(args: &PresignArgs) -> Result<String, String> {
     }
     let (target, key) = if crate::cli::strip_s3_scheme(&args.target).is_some() {
         let t = parse_target(&args.target)?;
+        crate::cli::check_bucket_name(&t.bucket)?;
         let key = t.prefix.trim_end_matches('/').to_string();
         if key.is_empty() {
             return Err(format!("{}: no object key after the bucket", args.target));
@@ -98,6 +99,7 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         profile: args.s3.profile.clone(),
         force_path_style: target.force_path_style,
         max_attempts: 1,
+        timeouts: args.s3.timeouts(),
         // A presigned URL must not need headers its holder would not send: no
         // requester-pays or owner headers here.
         ..Default::default()
@@ -110,13 +112,18 @@ fn url(args: &PresignArgs) -> Result<String, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let endpoint = cfg
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "AWS S3".to_string());
     rt.block_on(async {
         let store = S3Store::connect(&cfg).await;
-        store
-            .presign(&key, method, args.expires)
-            .await
-            .map_err(|e| e.to_string())
+        // Signing needs credentials: without them (or with a profile that is not
+        // there) say so, not what the signer makes of it.
+        store.check_credentials().await?;
+        store.presign(&key, method, args.expires).await
     })
+    .map_err(|e| crate::mount::endpoint_error(&endpoint, &e).unwrap_or(e.message))
 }
 
 /// The mount that `path` is in, and the object key of `path`. The mount's root itself

@@ -324,6 +324,7 @@ fn resolve(args: &RmArgs) -> Result<(S3Config, String), String> {
             if bucket.is_empty() {
                 return Err(format!("{}: no bucket name", args.target));
             }
+            crate::cli::check_bucket_name(bucket)?;
             (
                 bucket.to_string(),
                 key.to_string(),
@@ -351,6 +352,7 @@ fn resolve(args: &RmArgs) -> Result<(S3Config, String), String> {
         expected_bucket_owner: args.s3.expected_bucket_owner.clone(),
         no_sign_request: args.s3.no_sign_request,
         ca_bundle,
+        timeouts: args.s3.timeouts(),
         ..Default::default()
     };
     Ok((cfg, key))
@@ -409,6 +411,12 @@ fn requests(stats: &RequestStats) -> String {
     }
 }
 
+/// A request's error as rm says it: the endpoint's failures (refused, timed out, no
+/// credentials) as mount says them, the others as they are.
+fn line_of(endpoint: &str, e: &StoreError) -> String {
+    crate::mount::endpoint_error(endpoint, e).unwrap_or_else(|| e.message.clone())
+}
+
 /// Run `bucketfs rm`; returns the process exit code.
 pub fn run(args: RmArgs) -> i32 {
     let (mut cfg, key) = match resolve(&args) {
@@ -440,6 +448,17 @@ pub fn run(args: RmArgs) -> i32 {
         last: None,
         shown: false,
     };
+    let endpoint = cfg
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| "AWS S3".to_string());
+    // No credentials, or a profile that is not there: said before any request.
+    let checked = rt.block_on(async { S3Store::connect(&cfg).await.check_credentials().await });
+    if let Err(e) = checked {
+        progress.clear();
+        eprintln!("bucketfs rm: {}", line_of(&endpoint, &e));
+        return 1;
+    }
     let (outcome, stats) = rt.block_on(async {
         if cfg.region.is_none() {
             // No region given: the bucket says where it is, as `mount` asks it.
@@ -478,8 +497,10 @@ pub fn run(args: RmArgs) -> i32 {
             eprintln!("bucketfs rm: deleted {} {objects}", c.deleted);
         }
     }
-    if let Some(e) = &outcome.error {
-        eprintln!("bucketfs rm: {e}");
+    match &outcome.error {
+        Some(RmError::Store(e)) => eprintln!("bucketfs rm: {}", line_of(&endpoint, e)),
+        Some(e) => eprintln!("bucketfs rm: {e}"),
+        None => {}
     }
     if args.stats {
         eprintln!("bucketfs rm: requests: {}", requests(&stats));

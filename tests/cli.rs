@@ -64,7 +64,7 @@ fn offline_extreme_option_values_are_one_line_errors_not_panics() {
             "unexpected argument '-1' found; tip:",
         ),
     ] {
-        let o = offline_mount("b", dir.path(), &[opt, v]);
+        let o = offline_mount("bkt", dir.path(), &[opt, v]);
         assert_eq!(o.status.code(), Some(2), "{opt} {v}: {}", stderr(&o));
         assert_one_line_error(&o, want);
         assert!(stderr(&o).starts_with("bucketfs: "), "{}", stderr(&o));
@@ -75,12 +75,12 @@ fn offline_extreme_option_values_are_one_line_errors_not_panics() {
 fn offline_a_non_empty_mountpoint_is_refused_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("precious.txt"), b"keep me").unwrap();
-    let o = offline_mount("b", dir.path(), &[]);
+    let o = offline_mount("bkt", dir.path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_one_line_error(&o, "is not empty");
     assert!(stderr(&o).contains("--allow-non-empty"), "{}", stderr(&o));
     // With the flag the check passes: the mount goes on and fails at the endpoint.
-    let o = offline_mount("b", dir.path(), &["--allow-non-empty"]);
+    let o = offline_mount("bkt", dir.path(), &["--allow-non-empty"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!stderr(&o).contains("not empty"), "{}", stderr(&o));
 }
@@ -90,13 +90,13 @@ fn offline_the_cache_dir_must_be_a_writable_directory() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let o = offline_mount("b", &mnt, &["--cache-dir", "/proc/version"]);
+    let o = offline_mount("bkt", &mnt, &["--cache-dir", "/proc/version"]);
     assert_one_line_error(&o, "cache directory /proc/version is not a directory");
-    let o = offline_mount("b", &mnt, &["--cache-dir", "/proc"]);
+    let o = offline_mount("bkt", &mnt, &["--cache-dir", "/proc"]);
     assert_one_line_error(&o, "cache directory /proc is not writable");
     // A missing one is made (then the mount fails at the endpoint, later).
     let made = dir.path().join("new/cache");
-    let o = offline_mount("b", &mnt, &["--cache-dir", made.to_str().unwrap()]);
+    let o = offline_mount("bkt", &mnt, &["--cache-dir", made.to_str().unwrap()]);
     assert!(made.is_dir(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("cache directory"), "{}", stderr(&o));
 }
@@ -510,4 +510,512 @@ fn systemd_hears_ready_once_the_mount_is_live_and_stopping_at_unmount() {
         "the daemon {pid} did not exit at unmount"
     );
     assert!(stopping.contains("STOPPING=1"), "{stopping:?}");
+}
+
+/// A command of the binary with an environment of nothing but `env`: no AWS_* from
+/// the caller, HOME and the AWS config files in a temporary directory (so the
+/// machine's own configuration is never read), the instance metadata disabled.
+fn clean(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("XDG_CACHE_HOME", home.join("cache"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Static credentials, for the cases that are about something else.
+const CREDS: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "bucketfs-test"),
+    ("AWS_SECRET_ACCESS_KEY", "bucketfs-test-secret"),
+];
+
+/// A temporary HOME with an empty mountpoint in it.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        Home { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn mnt(&self) -> String {
+        self.dir.path().join("mnt").to_str().unwrap().to_string()
+    }
+    /// `bucketfs mount TARGET MNT ARGS...` in this home.
+    fn mount(&self, target: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mnt = self.mnt();
+        let mut all = vec!["mount", target, mnt.as_str()];
+        all.extend(args);
+        clean(self.path(), &all, env)
+    }
+}
+
+/// A message meant for a user has no Debug dump of an SDK error in it.
+fn assert_no_debug(text: &str) {
+    for bad in ["{ ", "}", "Some(", "DispatchFailure", "ConnectorError"] {
+        assert!(!text.contains(bad), "{bad:?} in {text:?}");
+    }
+}
+
+/// Exit 1, one line, `want` in it, no Debug text; the line.
+fn assert_mount_error(o: &Output, want: &str) -> String {
+    assert_one_line_error(o, want);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+    let err = stderr(o);
+    assert_no_debug(&err);
+    err
+}
+
+/// A port on 127.0.0.1 that nothing listens on: bound, then let go.
+fn refused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A listener that accepts connections and never answers; they stay open until the
+/// test process ends.
+fn silent_endpoint() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming() {
+            held.push(c);
+        }
+    });
+    url
+}
+
+/// A listener that never accepts, its backlog filled: a connection to it gets no
+/// answer at all. The listener and the connection that fills it are returned, to
+/// be kept alive.
+fn full_endpoint() -> (String, std::net::TcpListener, Vec<std::net::TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen again on the listener's own socket, with a backlog of 0.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    let mut fill = Vec::new();
+    while let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        fill.push(c);
+        assert!(fill.len() < 64, "the backlog never fills");
+    }
+    (format!("http://{addr}"), l, fill)
+}
+
+/// A one-shot HTTP server on 127.0.0.1 that answers every request with `reply`.
+fn canned_endpoint(reply: String) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if c.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A plain-HTTP server on 127.0.0.1 that answers whatever arrives first (a TLS
+/// ClientHello too) with `reply`, then closes.
+fn eager_endpoint(reply: &'static str) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn offline_an_endpoint_that_accepts_and_never_answers_fails_the_mount_within_15_s() {
+    let home = Home::new();
+    let url = silent_endpoint();
+    let start = Instant::now();
+    // No --region: the region lookup (HeadBucket) is the request that waits.
+    let o = home.mount("bkt", &["--endpoint-url", &url], CREDS);
+    let took = start.elapsed();
+    let err = assert_mount_error(
+        &o,
+        &format!("the S3 endpoint {url} did not answer within 10 s"),
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}: {err}");
+    assert!(err.contains("--request-timeout"), "{err}");
+    // --connect-timeout and --request-timeout shorten the wait, and the line says so.
+    let start = Instant::now();
+    let o = home.mount(
+        "bkt",
+        &[
+            "--endpoint-url",
+            &url,
+            "--region",
+            "us-east-1",
+            "--request-timeout",
+            "2",
+        ],
+        CREDS,
+    );
+    assert_mount_error(
+        &o,
+        &format!("the S3 endpoint {url} did not answer within 2 s"),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn offline_an_endpoint_that_never_accepts_fails_the_mount_within_15_s() {
+    let home = Home::new();
+    let (url, _listener, _fill) = full_endpoint();
+    let start = Instant::now();
+    let o = home.mount(
+        "bkt",
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        CREDS,
+    );
+    let took = start.elapsed();
+    let err = assert_mount_error(
+        &o,
+        &format!("the S3 endpoint {url} did not answer within 10 s"),
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}: {err}");
+    let start = Instant::now();
+    let o = home.mount(
+        "bkt",
+        &[
+            "--endpoint-url",
+            &url,
+            "--region",
+            "us-east-1",
+            "--connect-timeout",
+            "1",
+        ],
+        CREDS,
+    );
+    let err = assert_mount_error(
+        &o,
+        &format!("the S3 endpoint {url} did not answer within 1 s"),
+    );
+    assert!(err.contains("--connect-timeout"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn offline_no_credentials_names_the_sources_tried() {
+    let home = Home::new();
+    let url = format!("http://127.0.0.1:{}", refused_port());
+    let args = ["--endpoint-url", url.as_str(), "--region", "us-east-1"];
+    let o = home.mount("bkt", &args, &[]);
+    let err = assert_mount_error(&o, "no AWS credentials found");
+    for source in [
+        "environment",
+        "config and credentials files",
+        "SSO",
+        "web identity",
+        "container and instance metadata",
+        "--no-sign-request",
+    ] {
+        assert!(err.contains(source), "{source:?} not in {err}");
+    }
+    assert!(!err.contains("cannot reach"), "{err}");
+    // rm and presign say the same before any request.
+    let target = "s3://bkt/k";
+    let o = clean(
+        home.path(),
+        &["rm", target, "--retry-window", "0"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    let err = assert_mount_error(&o, "no AWS credentials found");
+    assert!(err.starts_with("bucketfs rm: "), "{err}");
+    let o = clean(
+        home.path(),
+        &["presign", target]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    let err = assert_mount_error(&o, "no AWS credentials found");
+    assert!(err.starts_with("bucketfs presign: "), "{err}");
+    // Unsigned requests need none: the mount goes on to the endpoint.
+    let o = home.mount("bkt", &[&args[..], &["--no-sign-request"]].concat(), &[]);
+    assert_mount_error(&o, "connection refused");
+}
+
+#[test]
+fn offline_a_profile_that_is_not_there_is_named_with_the_files() {
+    let home = Home::new();
+    let url = format!("http://127.0.0.1:{}", refused_port());
+    let args = [
+        "--endpoint-url",
+        url.as_str(),
+        "--region",
+        "us-east-1",
+        "--profile",
+        "nope",
+    ];
+    let config = home.path().join("aws-config");
+    let creds = home.path().join("aws-credentials");
+    // No config files at all.
+    let o = home.mount("bkt", &args, &[]);
+    let err = assert_mount_error(&o, "AWS profile \"nope\" not found in ");
+    assert!(
+        err.contains(&format!("{} (missing)", config.display()))
+            && err.contains(&format!("{} (missing)", creds.display())),
+        "{err}"
+    );
+    // Files with other profiles; environment credentials do not stand in for it.
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\n[profile work]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
+    )
+    .unwrap();
+    let o = home.mount("bkt", &args, CREDS);
+    let err = assert_mount_error(&o, "AWS profile \"nope\" not found in ");
+    assert!(err.contains("profiles there: default, work"), "{err}");
+    assert!(!err.contains("(missing)"), "{err}");
+    let o = clean(
+        home.path(),
+        &["presign", "s3://bkt/k"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+        &[],
+    );
+    let err = assert_mount_error(&o, "AWS profile \"nope\" not found in ");
+    assert!(err.starts_with("bucketfs presign: "), "{err}");
+    // The profile that is there passes the check (and the mount fails further on).
+    let mut work = args.to_vec();
+    work[5] = "default";
+    let o = home.mount("bkt", &work, &[]);
+    assert_mount_error(&o, "connection refused");
+}
+
+#[test]
+fn offline_a_refused_connection_names_the_url() {
+    let home = Home::new();
+    let url = format!("http://127.0.0.1:{}", refused_port());
+    let o = home.mount(
+        "bkt",
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        CREDS,
+    );
+    let err = assert_mount_error(&o, &format!("cannot reach the S3 endpoint {url}: "));
+    assert!(
+        err.trim_end()
+            .ends_with("list s3://bkt/: connection refused"),
+        "{err}"
+    );
+    // Without --region the region lookup is the first request: the same words.
+    let o = home.mount("bkt", &["--endpoint-url", &url], CREDS);
+    let err = assert_mount_error(&o, &format!("cannot reach the S3 endpoint {url}: "));
+    assert!(err.trim_end().ends_with("connection refused"), "{err}");
+    // rm says it the same way.
+    let o = clean(
+        home.path(),
+        &[
+            "rm",
+            "s3://bkt/k",
+            "--endpoint-url",
+            &url,
+            "--region",
+            "us-east-1",
+            "--retry-window",
+            "0",
+        ],
+        CREDS,
+    );
+    let err = assert_mount_error(
+        &o,
+        &format!("bucketfs rm: cannot reach the S3 endpoint {url}: "),
+    );
+    assert!(err.contains("connection refused"), "{err}");
+}
+
+#[test]
+fn offline_https_to_a_plain_http_server_is_a_tls_failure_with_the_ca_bundle_hint() {
+    let home = Home::new();
+    let http = eager_endpoint(
+        "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    );
+    let url = http.replace("http://", "https://");
+    let o = home.mount(
+        "bkt",
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        CREDS,
+    );
+    let err = assert_mount_error(&o, &format!("cannot reach the S3 endpoint {url}: "));
+    assert!(err.contains("TLS handshake failed"), "{err}");
+    assert!(err.contains("--ca-bundle"), "{err}");
+}
+
+#[test]
+fn offline_malformed_endpoint_urls_are_refused_at_parse_time() {
+    let home = Home::new();
+    let o = home.mount("bkt", &["--endpoint-url", "ht!tp://x"], CREDS);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_one_line_error(&o, "--endpoint-url");
+    assert!(
+        stderr(&o).contains("the scheme must be http:// or https://"),
+        "{}",
+        stderr(&o)
+    );
+    // No scheme: bucketfs does not guess between http and https.
+    let o = home.mount("bkt", &["--endpoint-url", "localhost:9000"], CREDS);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_one_line_error(
+        &o,
+        "no scheme: write http://localhost:9000 or https://localhost:9000",
+    );
+    // AWS_ENDPOINT_URL is checked the same way.
+    let env = [CREDS, &[("AWS_ENDPOINT_URL", "localhost:9000")]].concat();
+    let o = home.mount("bkt", &[], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_one_line_error(&o, "no scheme: write http://localhost:9000");
+    let o = clean(
+        home.path(),
+        &["rm", "s3://bkt/k", "--endpoint-url", "http://a b"],
+        CREDS,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_one_line_error(&o, "not a valid URL");
+}
+
+#[test]
+fn offline_an_invalid_bucket_name_is_refused_before_any_request() {
+    let home = Home::new();
+    let url = format!("http://127.0.0.1:{}", refused_port());
+    for name in ["Bad_Name!", "ab", "bucket-"] {
+        let o = home.mount(
+            name,
+            &["--endpoint-url", &url, "--region", "us-east-1"],
+            CREDS,
+        );
+        let err = assert_mount_error(&o, &format!("invalid bucket name {name:?}"));
+        assert!(!err.contains("cannot reach"), "{err}");
+    }
+    let o = clean(
+        home.path(),
+        &["rm", "s3://a!b/k", "--endpoint-url", &url],
+        CREDS,
+    );
+    assert_mount_error(&o, "bucketfs rm: invalid bucket name \"a!b\"");
+    let o = clean(
+        home.path(),
+        &["presign", "s3://a!b/k", "--endpoint-url", &url],
+        CREDS,
+    );
+    assert_mount_error(&o, "bucketfs presign: invalid bucket name \"a!b\"");
+}
+
+#[test]
+fn offline_a_bucket_in_another_region_is_named_with_its_region() {
+    // S3's real answer to a request signed for the wrong region (canned: neither test
+    // server sends it): 301 PermanentRedirect with x-amz-bucket-region.
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.</Message><Endpoint>bkt.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>bkt</Bucket><RequestId>1X2Y3Z</RequestId><HostId>h</HostId></Error>";
+    let url = canned_endpoint(format!(
+        "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let home = Home::new();
+    let o = home.mount(
+        "bkt",
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        CREDS,
+    );
+    assert_mount_error(
+        &o,
+        "bucket \"bkt\" is in region eu-west-1, not us-east-1: give --region eu-west-1",
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_said_so_naming_the_endpoint() {
+    let home = Home::new();
+    let url = common::endpoint();
+    let name = format!("t-missing-{}", std::process::id());
+    let o = home.mount(
+        &name,
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        CREDS,
+    );
+    assert_mount_error(&o, &format!("bucket {name:?} does not exist at {url}"));
+}
+
+#[test]
+fn refused_credentials_are_access_denied_naming_the_bucket() {
+    let b = Bucket::new("denied");
+    let home = Home::new();
+    let url = common::endpoint();
+    let wrong = [
+        ("AWS_ACCESS_KEY_ID", "nobody-knows-me"),
+        ("AWS_SECRET_ACCESS_KEY", "wrong-secret"),
+    ];
+    let o = home.mount(
+        &b.name,
+        &["--endpoint-url", &url, "--region", "us-east-1"],
+        &wrong,
+    );
+    let err = assert_mount_error(
+        &o,
+        &format!(
+            "access denied to bucket {:?} at {url}: check the credentials",
+            b.name
+        ),
+    );
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
 }

@@ -149,7 +149,9 @@ impl Error {
             Error::Stale(_) => libc::ESTALE,
             Error::Store(e) => match e.kind {
                 StoreErrorKind::NotFound => libc::ENOENT,
-                StoreErrorKind::AccessDenied | StoreErrorKind::InvalidObjectState => libc::EACCES,
+                StoreErrorKind::AccessDenied
+                | StoreErrorKind::InvalidObjectState
+                | StoreErrorKind::Credentials => libc::EACCES,
                 StoreErrorKind::Exists => libc::EEXIST,
                 StoreErrorKind::NotEmpty => libc::ENOTEMPTY,
                 StoreErrorKind::InvalidName => libc::EINVAL,
@@ -158,6 +160,8 @@ impl Error {
                 | StoreErrorKind::PreconditionFailed
                 | StoreErrorKind::InvalidRange
                 | StoreErrorKind::Unreachable
+                | StoreErrorKind::TimedOut
+                | StoreErrorKind::WrongRegion
                 | StoreErrorKind::Transient
                 | StoreErrorKind::Other => libc::EIO,
             },

@@ -1262,7 +1262,7 @@ impl<S: ObjectStore> Filesystem<S> {
                         inode.key
                     )
                 };
-                warn!(key = %inode.key, storage_class = ?m.props.storage_class, "object is archived and cannot be read yet: {how}");
+                warn!(key = %inode.key, storage_class = m.props.storage_class.as_deref().unwrap_or("?"), "object is archived and cannot be read yet: {how}");
                 return Err(Error::Archived {
                     key: inode.key.clone(),
                     class: m.props.storage_class.clone().unwrap_or_else(|| "?".into()),

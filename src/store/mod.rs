@@ -35,8 +35,18 @@ pub enum StoreErrorKind {
     InvalidObjectState,
     /// The requested range cannot be satisfied (offset past the end).
     InvalidRange,
-    /// The endpoint could not be reached, or timed out.
+    /// The endpoint could not be reached (refused, no route, DNS, TLS handshake).
     Unreachable,
+    /// The endpoint did not answer in time (`--connect-timeout`, `--request-timeout`):
+    /// [`StoreError::timeout`] says how long was waited.
+    TimedOut,
+    /// No credentials to sign with (none found, a profile missing, a provider
+    /// failing), before any request was sent.
+    Credentials,
+    /// The bucket is in another region than the one requests are signed for (301
+    /// PermanentRedirect, AuthorizationHeaderMalformed): [`StoreError::region`] names
+    /// the bucket's region when the server said it.
+    WrongRegion,
     /// A failure that may go away by itself: 5xx, throttling (429, SlowDown), a
     /// response cut off.
     Transient,
@@ -59,6 +69,10 @@ pub enum StoreErrorKind {
 pub struct StoreError {
     pub kind: StoreErrorKind,
     pub message: String,
+    /// For [`StoreErrorKind::TimedOut`]: how long the request waited.
+    pub timeout: Option<std::time::Duration>,
+    /// For [`StoreErrorKind::WrongRegion`]: the bucket's region, as the server said it.
+    pub region: Option<String>,
     #[source]
     pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -68,6 +82,8 @@ impl StoreError {
         StoreError {
             kind,
             message: message.into(),
+            timeout: None,
+            region: None,
             source: None,
         }
     }

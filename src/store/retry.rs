@@ -31,7 +31,7 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(120);
 pub fn is_transient(kind: StoreErrorKind) -> bool {
     matches!(
         kind,
-        StoreErrorKind::Transient | StoreErrorKind::Unreachable
+        StoreErrorKind::Transient | StoreErrorKind::Unreachable | StoreErrorKind::TimedOut
     )
 }
 

@@ -53,6 +53,76 @@ pub struct S3Config {
     /// The SSE-C key (`--sse-c-key-file`): every object is encrypted with it, and every
     /// request that reads or writes bytes or metadata of an object sends it.
     pub sse_c_key: Option<[u8; 32]>,
+    /// How long a connection and a request attempt may take.
+    pub timeouts: Timeouts,
+}
+
+/// How long requests wait for the endpoint (`--connect-timeout`, `--request-timeout`).
+/// A request that runs out of time fails with [`StoreErrorKind::TimedOut`], which the
+/// retry layer retries within its window like any passing failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open a connection (TCP and TLS).
+    pub connect: Duration,
+    /// One attempt of a request, its connection included, until the response is read
+    /// (a GetObject until its headers: its body streams, and a stalled body is cut off
+    /// by the SDK's stalled-stream protection and resumed). Uploads and server-side
+    /// copies get longer: see [`Timeouts::upload`] and [`Timeouts::server_work`].
+    pub request: Duration,
+}
+
+/// `--connect-timeout`'s default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--request-timeout`'s default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a check request at mount time waits, unless `--connect-timeout` is
+/// longer: with the defaults, a dead endpoint fails the mount in about 10 s.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest an upload's body may move, in bytes a second, before its attempt times
+/// out: 1 MiB/s.
+const SLOWEST_UPLOAD: u64 = 1 << 20;
+/// Server-side copies (CopyObject, UploadPartCopy) and CompleteMultipartUpload, which
+/// S3 may work on for minutes, get this many times the request timeout.
+const SERVER_WORK_FACTOR: u32 = 10;
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            request: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeouts of the small check requests made at mount time (HeadBucket, a
+    /// one-key listing, ListBuckets): the request timeout, but no longer than the connect
+    /// timeout or [`PROBE_TIMEOUT`], whichever is longer.
+    pub fn probe(self) -> Timeouts {
+        Timeouts {
+            connect: self.connect,
+            request: self.request.min(self.connect.max(PROBE_TIMEOUT)),
+        }
+    }
+
+    /// One attempt of a PutObject or UploadPart of `bytes`: the request timeout and one
+    /// second per MiB of body.
+    pub fn upload(&self, bytes: u64) -> Duration {
+        self.request + Duration::from_secs(bytes.div_ceil(SLOWEST_UPLOAD))
+    }
+
+    /// One attempt of a request S3 works on for long (a copy, a complete).
+    pub fn server_work(&self) -> Duration {
+        self.request * SERVER_WORK_FACTOR
+    }
+
+    /// The SDK's settings for an attempt of at most `attempt`.
+    fn config(&self, attempt: Duration) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(attempt)
+            .build()
+    }
 }
 
 /// An SSE-C key as S3 wants it: base64, and the base64 of its MD5.
@@ -198,6 +268,11 @@ pub struct Encryption {
 pub struct S3Store {
     client: Client,
     bucket: String,
+    timeouts: Timeouts,
+    /// What requests are signed with; `None` when unsigned.
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+    /// The profile asked for (`--profile`).
+    profile: Option<String>,
     sse: Option<Encryption>,
     acl: Option<ObjectCannedAcl>,
     sse_c: Option<CustomerKey>,
@@ -227,12 +302,7 @@ impl S3Store {
                     .with_initial_backoff(Duration::from_millis(100))
                     .with_max_backoff(Duration::from_secs(5)),
             )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .build(),
-            );
+            .timeout_config(cfg.timeouts.config(cfg.timeouts.request));
         if let Some(url) = &cfg.endpoint_url {
             b = b.endpoint_url(url);
             // Since 2025 the SDK adds a CRC32 to every upload by default, streamed as an
@@ -283,6 +353,9 @@ impl S3Store {
         S3Store {
             client: Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
+            timeouts: cfg.timeouts,
+            credentials: sdk.credentials_provider(),
+            profile: cfg.profile.clone(),
             sse: cfg.sse.clone(),
             acl: cfg.acl.as_deref().map(ObjectCannedAcl::from),
             sse_c: cfg.sse_c_key.as_ref().map(CustomerKey::new),
@@ -301,13 +374,40 @@ impl S3Store {
                     .and_then(|r| r.headers().get("x-amz-bucket-region"))
                     .map(str::to_string);
                 let err = map_err(&format!("head bucket s3://{}", self.bucket), e);
-                if err.kind == StoreErrorKind::Unreachable {
+                if no_answer(err.kind) {
                     return Err(err);
                 }
                 region
             }
         };
         Ok(r.filter(|r| !r.is_empty()))
+    }
+
+    /// Load the credentials requests will be signed with (and check that a profile
+    /// asked for exists), so that a mount, rm or presign without them says so before
+    /// any request. Unsigned stores have nothing to check.
+    pub async fn check_credentials(&self) -> StoreResult<()> {
+        use aws_credential_types::provider::ProvideCredentials;
+        if let Some(p) = &self.profile {
+            check_profile(p).await?;
+        }
+        let Some(provider) = &self.credentials else {
+            return Ok(());
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let d = describe(&e);
+                let mut err = StoreError::new(d.kind, d.words);
+                err.timeout = d.timeout;
+                Err(err.with_source(e))
+            }
+        }
+    }
+
+    /// A per-request configuration whose attempt times out after `attempt`.
+    fn attempt_within(&self, attempt: Duration) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::new().timeout_config(self.timeouts.config(attempt))
     }
 
     /// The region requests are signed for.
@@ -348,7 +448,7 @@ impl S3Store {
             // one retry, not the full backoff a lookup would wait through.
             req.customize()
                 .config_override(
-                    aws_sdk_s3::config::Builder::new()
+                    self.attempt_within(self.timeouts.request)
                         .retry_config(RetryConfig::standard().with_max_attempts(2)),
                 )
                 .send()
@@ -494,23 +594,34 @@ impl S3Store {
 /// How many times one ranged GET resumes a body cut off part-way before it fails.
 const BODY_RESUMES: u32 = 8;
 
-/// Map an SDK error to our kinds, with a message naming the bucket/key and the cause.
+/// Map an SDK error to our kinds, with a message naming the bucket/key and the cause in
+/// words. This and [`describe`] are the one place SDK errors become text.
 pub(crate) fn map_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + HttpStatus + Send + Sync + 'static,
 {
+    if matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ConstructionFailure(_)
+    ) {
+        // No answer: the source chain says why (refused, timed out, TLS, credentials).
+        let d = describe(&err);
+        let mut e = StoreError::new(d.kind, format!("{what}: {}", d.words));
+        e.timeout = d.timeout;
+        return e.with_source(err);
+    }
     let status = err.raw_response().map(|r| r.status_u16());
     let code = err.code().map(str::to_string);
     let kind = match (&err, status, code.as_deref()) {
-        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
-            StoreErrorKind::Unreachable
-        }
         (_, _, Some("NoSuchBucket")) => StoreErrorKind::NoSuchBucket,
         (_, _, Some("BucketAlreadyExists")) => StoreErrorKind::Exists,
         (_, _, Some("BucketNotEmpty")) => StoreErrorKind::NotEmpty,
         (_, _, Some("InvalidBucketName")) => StoreErrorKind::InvalidName,
         (_, _, Some("InvalidObjectState")) => StoreErrorKind::InvalidObjectState,
+        (_, _, Some("PermanentRedirect" | "AuthorizationHeaderMalformed")) | (_, Some(301), _) => {
+            StoreErrorKind::WrongRegion
+        }
         // The object's KMS key is missing, disabled or not usable by these credentials,
         // or the SSE-C key is wrong or missing: the data cannot be had with what this
         // mount holds.
@@ -551,12 +662,306 @@ where
         _ => StoreErrorKind::Other,
     };
     let cause = match (&code, err.message(), status) {
-        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), Some(m), _) => format!("{c}: {}", one_line(m)),
         (Some(c), None, Some(s)) => format!("{c} (HTTP {s})"),
         (None, _, Some(s)) if s >= 300 => format!("HTTP {s}"),
         _ => causes(&err),
     };
-    StoreError::new(kind, format!("{what}: {cause}")).with_source(err)
+    let mut e = StoreError::new(kind, format!("{what}: {cause}"));
+    if kind == StoreErrorKind::WrongRegion {
+        e.region = err
+            .raw_response()
+            .and_then(|r| r.header("x-amz-bucket-region"))
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .or_else(|| err.message().and_then(expected_region));
+    }
+    e.with_source(err)
+}
+
+/// Whether an error of this kind means the endpoint gave no answer (or the request
+/// could not be sent at all), rather than an answer about the bucket.
+pub(crate) fn no_answer(kind: StoreErrorKind) -> bool {
+    matches!(
+        kind,
+        StoreErrorKind::Unreachable | StoreErrorKind::TimedOut | StoreErrorKind::Credentials
+    )
+}
+
+/// Fails with [`StoreErrorKind::Credentials`] when profile `name` is in neither AWS
+/// file (the config file, `AWS_CONFIG_FILE`, and the credentials file,
+/// `AWS_SHARED_CREDENTIALS_FILE`), naming the files and the profiles they have.
+async fn check_profile(name: &str) -> StoreResult<()> {
+    use aws_runtime::env_config::file::EnvConfigFiles;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let set =
+        aws_config::profile::load(&Fs::real(), &Env::real(), &EnvConfigFiles::default(), None)
+            .await
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Credentials,
+                    format!("cannot read the AWS config files: {}", causes(&e)),
+                )
+            })?;
+    if set.get_profile(name).is_some() {
+        return Ok(());
+    }
+    let file = |var: &str, default: &str| {
+        let p = std::env::var(var).unwrap_or_else(|_| default.to_string());
+        let path = match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+            _ => std::path::PathBuf::from(&p),
+        };
+        if path.exists() {
+            p
+        } else {
+            format!("{p} (missing)")
+        }
+    };
+    let mut names: Vec<&str> = set.profiles().collect();
+    names.sort_unstable();
+    let have = if names.is_empty() {
+        "no profiles there".to_string()
+    } else {
+        format!("profiles there: {}", names.join(", "))
+    };
+    Err(StoreError::new(
+        StoreErrorKind::Credentials,
+        format!(
+            "AWS profile {name:?} not found in {} or {} ({have})",
+            file("AWS_CONFIG_FILE", "~/.aws/config"),
+            file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        ),
+    ))
+}
+
+/// The region an AuthorizationHeaderMalformed message says is right: "the region
+/// 'us-east-1' is wrong; expecting 'eu-west-1'".
+fn expected_region(message: &str) -> Option<String> {
+    let rest = &message[message.find("expecting")? + "expecting".len()..];
+    let r: String = rest
+        .trim_start_matches([' ', '\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    (!r.is_empty()).then_some(r)
+}
+
+/// A failure without an answer from the endpoint, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Described {
+    pub kind: StoreErrorKind,
+    pub words: String,
+    /// How long was waited, for a timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a request got no answer, from its error's source chain: refused, timed out (and
+/// after how long), a TLS handshake that failed, a host name that does not resolve,
+/// credentials that could not be loaded, an endpoint URL that is no URL. The words are
+/// the chain's own messages, one line, without the SDK's layer names, never a Debug
+/// dump; a hint is added where the user has an option to change.
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> Described {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(x) = e {
+        if let Some(c) = x.downcast_ref::<CredentialsError>() {
+            return describe_credentials(c);
+        }
+        e = x.source();
+    }
+    let all = causes(err);
+    let lower = all.to_ascii_lowercase();
+    let found = |w: &str| lower.contains(w);
+    let tail = |marker: &str| -> String {
+        let at = lower.find(&marker.to_ascii_lowercase()).unwrap_or(0);
+        all[at..].to_string()
+    };
+    let d = |kind, words: String| Described {
+        kind,
+        words,
+        timeout: None,
+    };
+    if let Some(at) = lower.find("occurred after ").filter(|_| found("timeout")) {
+        let after = parse_debug_duration(&all[at + "occurred after ".len()..]);
+        let which = if found("connect timeout") {
+            "--connect-timeout"
+        } else {
+            "--request-timeout"
+        };
+        let words = match after {
+            Some(t) => format!("no answer within {} ({which})", seconds_text(t)),
+            None => format!("no answer in time ({which})"),
+        };
+        return Described {
+            kind: StoreErrorKind::TimedOut,
+            words,
+            timeout: after,
+        };
+    }
+    if found("connection refused") {
+        return d(StoreErrorKind::Unreachable, "connection refused".into());
+    }
+    if found("tls") || found("certificate") || found("handshake") {
+        let what = if found("tls handshake failed") {
+            tail("TLS handshake failed")
+        } else {
+            strip_layers(&all)
+        };
+        return d(
+            StoreErrorKind::Unreachable,
+            format!(
+                "{what} (is the endpoint an http:// server? For a server whose certificate \
+                 is signed by its own CA, give --ca-bundle FILE)"
+            ),
+        );
+    }
+    if found("dns error") || found("failed to lookup address") || found("name or service") {
+        return d(
+            StoreErrorKind::Unreachable,
+            format!(
+                "the host name does not resolve ({})",
+                strip_layers(&tail("dns error"))
+            ),
+        );
+    }
+    if found("not a valid uri") || found("invalid endpoint") {
+        return d(
+            StoreErrorKind::Other,
+            format!("invalid endpoint URL: {}", strip_layers(&all)),
+        );
+    }
+    d(StoreErrorKind::Unreachable, strip_layers(&all))
+}
+
+/// A credentials provider's failure in words: which sources were tried when none had
+/// credentials, the profile when it is missing.
+fn describe_credentials(c: &aws_credential_types::provider::error::CredentialsError) -> Described {
+    use aws_credential_types::provider::error::CredentialsError as C;
+    let inner = std::error::Error::source(c).map(causes).unwrap_or_default();
+    let (kind, words) = match c {
+        C::CredentialsNotLoaded(_) => {
+            // The profile provider says so when a named profile is not in the files.
+            let chain = full_text(c);
+            match chain.find("profile `").map(|i| &chain[i + 9..]) {
+                Some(rest) if chain.contains("was not defined") => {
+                    let name = rest.split('`').next().unwrap_or(rest);
+                    (
+                        StoreErrorKind::Credentials,
+                        format!(
+                            "AWS profile {name:?} not found in the AWS config or credentials files"
+                        ),
+                    )
+                }
+                _ => (StoreErrorKind::Credentials, NO_CREDENTIALS.to_string()),
+            }
+        }
+        C::ProviderTimedOut(t) => {
+            return Described {
+                kind: StoreErrorKind::TimedOut,
+                words: format!(
+                    "the AWS credentials provider did not answer within {}",
+                    seconds_text(t.timeout_duration())
+                ),
+                timeout: Some(t.timeout_duration()),
+            }
+        }
+        C::InvalidConfiguration(_) => (
+            StoreErrorKind::Credentials,
+            format!("the AWS configuration is invalid: {inner}"),
+        ),
+        // A 503 from STS or the instance metadata: may pass.
+        C::ProviderError(_) => (
+            StoreErrorKind::Transient,
+            format!("the AWS credentials provider failed: {inner}"),
+        ),
+        _ => (
+            StoreErrorKind::Credentials,
+            format!("AWS credentials could not be loaded: {inner}"),
+        ),
+    };
+    Described {
+        kind,
+        words,
+        timeout: None,
+    }
+}
+
+/// What bucketfs says when the credential chain found nothing.
+pub(crate) const NO_CREDENTIALS: &str = "no AWS credentials found (tried: the environment \
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), the shared config and credentials files \
+    (~/.aws/config, ~/.aws/credentials, or AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), \
+    SSO, web identity token, container and instance metadata); set them, give --profile, \
+    or --no-sign-request for a public bucket";
+
+/// Every level of an error's chain, whole (newlines and all), joined.
+fn full_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(x) = e {
+        out.push_str(&x.to_string());
+        out.push('\n');
+        e = x.source();
+    }
+    out
+}
+
+/// The chain's text without the names of the SDK's layers ("dispatch failure", "io
+/// error", "client error (Connect)", "other"), which say nothing to a user.
+fn strip_layers(s: &str) -> String {
+    const LAYERS: [&str; 7] = [
+        "dispatch failure",
+        "io error",
+        "other",
+        "timeout",
+        "user",
+        "client error (Connect)",
+        "error trying to connect",
+    ];
+    let parts: Vec<&str> = s
+        .split(": ")
+        .map(str::trim)
+        .filter(|p| !LAYERS.iter().any(|l| p.eq_ignore_ascii_case(l)))
+        .collect();
+    if parts.is_empty() {
+        s.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// `10 s`, `1.5 s`, `0.25 s`.
+pub(crate) fn seconds_text(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        let t = format!("{s:.3}");
+        format!("{} s", t.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+/// A duration as `Debug` writes it (`10s`, `1.5s`, `250ms`, `3µs`, `7ns`), at the start
+/// of `s`.
+fn parse_debug_duration(s: &str) -> Option<Duration> {
+    let n: String = s
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let v: f64 = n.parse().ok()?;
+    let unit = &s[n.len()..];
+    let secs = if unit.starts_with("ms") {
+        v / 1e3
+    } else if unit.starts_with("µs") || unit.starts_with("us") {
+        v / 1e6
+    } else if unit.starts_with("ns") {
+        v / 1e9
+    } else if unit.starts_with('s') {
+        v
+    } else {
+        return None;
+    };
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Whether a response that could not be read was cut off (the connection failed while
@@ -575,19 +980,27 @@ fn cut_off(err: &(dyn std::error::Error + 'static)) -> bool {
     .any(|w| c.contains(w))
 }
 
+/// `s` on one line: its lines trimmed and joined with `; `.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The causes of an error in words, outermost first, from its source chain: for a
 /// dispatch failure, for example, "dispatch failure: io error: client error (Connect):
 /// tcp connect error: Connection refused (os error 111)". Each level's own message only,
-/// never a Debug dump; repeats (a level that quotes its source) are dropped.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+/// on one line, never a Debug dump; repeats (a level that quotes its source) are dropped.
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(x) = e {
-        let m = x.to_string();
-        let m = m.trim();
-        let readable = !m.is_empty() && !m.contains(['{', '}']);
-        if readable && !parts.iter().any(|p| p.contains(m)) {
-            parts.push(m.to_string());
+        let m = one_line(&x.to_string());
+        let readable = !m.is_empty() && !looks_like_debug(&m);
+        if readable && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
         }
         e = x.source();
     }
@@ -596,6 +1009,11 @@ fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     } else {
         parts.join(": ")
     }
+}
+
+/// Whether a text looks like a Debug dump (`Foo { x: Some(..) }`) rather than words.
+pub(crate) fn looks_like_debug(s: &str) -> bool {
+    s.contains(['{', '}']) || s.contains("Some(") || s.contains("DispatchFailure")
 }
 
 /// Decode a name of a listing asked for with `encoding-type=url`: `%XX` escapes, and
@@ -634,14 +1052,18 @@ fn same_etag(a: &str, b: &str) -> bool {
     bare(a) == bare(b)
 }
 
-/// The one thing we need from a raw HTTP response.
+/// What we need from a raw HTTP response.
 pub trait HttpStatus {
     fn status_u16(&self) -> u16;
+    fn header(&self, name: &str) -> Option<&str>;
 }
 
 impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_u16(&self) -> u16 {
         self.status().as_u16()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name)
     }
 }
 
@@ -902,6 +1324,7 @@ impl ObjectStore for S3Store {
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<String> {
         let what = format!("put s3://{}/{key}", self.bucket);
+        let within = self.timeouts.upload(body.len() as u64);
         let out = self
             .client
             .put_object()
@@ -914,6 +1337,8 @@ impl ObjectStore for S3Store {
             .set_acl(self.acl.clone());
         let out = with_sse_c!(out, self.sse_c.as_ref());
         let out = with_props!(out, &opts.props, self.sse.as_ref())
+            .customize()
+            .config_override(self.attempt_within(within))
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -947,6 +1372,7 @@ impl ObjectStore for S3Store {
         body: Bytes,
     ) -> StoreResult<String> {
         let what = format!("upload part {number} of s3://{}/{key}", self.bucket);
+        let within = self.timeouts.upload(body.len() as u64);
         let out = self
             .client
             .upload_part()
@@ -956,6 +1382,8 @@ impl ObjectStore for S3Store {
             .part_number(number)
             .body(ByteStream::from(body));
         let out = with_sse_c!(out, self.sse_c.as_ref())
+            .customize()
+            .config_override(self.attempt_within(within))
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -995,6 +1423,8 @@ impl ObjectStore for S3Store {
             .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
             .copy_source_if_match(source_etag);
         let out = with_sse_c!(out, self.sse_c.as_ref(), copy_source)
+            .customize()
+            .config_override(self.attempt_within(self.timeouts.server_work()))
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -1032,6 +1462,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(upload)
+            .customize()
+            .config_override(self.attempt_within(self.timeouts.server_work()))
             .send()
             .await
             .map_err(|e| map_err(&what, e))?;
@@ -1126,7 +1558,12 @@ impl ObjectStore for S3Store {
                     .set_ssekms_key_id(key)
             }
         };
-        let out = req.send().await.map_err(|e| map_err(&what, e))?;
+        let out = req
+            .customize()
+            .config_override(self.attempt_within(self.timeouts.server_work()))
+            .send()
+            .await
+            .map_err(|e| map_err(&what, e))?;
         Ok(object_etag(
             out.copy_object_result().and_then(|r| r.e_tag()),
         ))
@@ -1326,6 +1763,7 @@ mod tests {
     use super::{copy_source, same_etag, sse_headers, url_decode, Encryption, S3Config, S3Store};
     use crate::store::{ObjectStore, Props, PutOptions, StoreErrorKind};
     use bytes::Bytes;
+    use std::time::Duration;
 
     /// A store whose endpoint refuses connections (nothing listens on port 1).
     fn refused() -> S3Store {
@@ -1341,6 +1779,9 @@ mod tests {
         S3Store {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: "b".into(),
+            timeouts: super::Timeouts::default(),
+            credentials: None,
+            profile: None,
             sse: None,
             acl: None,
             sse_c: None,
@@ -1603,6 +2044,21 @@ mod tests {
         assert_eq!(sse_headers(&s3, None), (None, None, None));
     }
 
+    /// No Debug dump and no SDK layer names in a message meant for a user.
+    fn assert_words(m: &str) {
+        for bad in [
+            "{ ",
+            "}",
+            "Some(",
+            "DispatchFailure",
+            "ConnectorError",
+            "Unknown",
+        ] {
+            assert!(!m.contains(bad), "{bad:?} in {m:?}");
+        }
+        assert!(!m.contains('\n'), "not one line: {m:?}");
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_reported_in_words() {
         let e = refused()
@@ -1610,13 +2066,410 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.kind, StoreErrorKind::Unreachable);
-        assert!(e.message.starts_with("list s3://b/p/: "), "{}", e.message);
-        assert!(e.message.contains("Connection refused"), "{}", e.message);
+        assert_eq!(e.message, "list s3://b/p/: connection refused");
+        assert_words(&e.message);
+    }
+
+    /// A listener on 127.0.0.1 that accepts connections and never answers; the
+    /// connections are kept open while the listener lives.
+    fn silent_listener() -> (String, std::thread::JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming().take(8) {
+                held.push(c);
+            }
+        });
+        (url, t)
+    }
+
+    /// A listener on 127.0.0.1 that never accepts, with its backlog full: a connect
+    /// to it gets no answer at all. Returns the URL, the listener and the connection
+    /// that fills the queue (both must stay alive).
+    fn full_listener() -> (String, std::net::TcpListener, Vec<std::net::TcpStream>) {
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen on the listener's own socket, with a backlog of 0.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+        let addr = l.local_addr().unwrap();
+        let mut fill = Vec::new();
+        // Connect until one connect gets no answer: the queue is full.
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(c) => fill.push(c),
+                Err(_) => break,
+            }
+            assert!(fill.len() < 64, "the backlog never fills");
+        }
+        (format!("http://{addr}"), l, fill)
+    }
+
+    fn quick(url: String) -> S3Config {
+        S3Config {
+            timeouts: super::Timeouts {
+                connect: Duration::from_secs(1),
+                request: Duration::from_millis(1500),
+            },
+            ..local(url)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_endpoint_times_out_per_attempt_as_a_passing_failure() {
+        let (url, _t) = silent_listener();
+        let s = S3Store::connect(&quick(url)).await;
+        let start = std::time::Instant::now();
+        let e = s.list("", Some("/"), None, None).await.unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(e.kind, StoreErrorKind::TimedOut, "{}", e.message);
+        assert!(crate::store::retry::is_transient(e.kind));
+        assert_eq!(e.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            e.message,
+            "list s3://b/: no answer within 1.5 s (--request-timeout)"
+        );
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_words(&e.message);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_accepts_times_out_connecting() {
+        let (url, _l, _fill) = full_listener();
+        let s = S3Store::connect(&quick(url)).await;
+        let start = std::time::Instant::now();
+        let e = s.head("k").await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::TimedOut, "{}", e.message);
+        assert_eq!(e.timeout, Some(Duration::from_secs(1)));
         assert!(
-            !e.message.contains(['{', '}']) && !e.message.contains("Unknown"),
+            e.message
+                .ends_with("no answer within 1 s (--connect-timeout)"),
             "{}",
             e.message
         );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_words(&e.message);
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_http_server_is_a_tls_failure_with_the_ca_bundle_hint() {
+        use std::io::{Read, Write};
+        // A plain-HTTP server that answers the first bytes it gets (a ClientHello).
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        let e = S3Store::connect(&local(url))
+            .await
+            .list("", Some("/"), None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Unreachable);
+        assert!(
+            e.message.starts_with("list s3://b/: TLS handshake failed"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("--ca-bundle"), "{}", e.message);
+        assert_words(&e.message);
+    }
+
+    #[tokio::test]
+    async fn no_credentials_is_its_own_kind_naming_the_sources_tried() {
+        use aws_credential_types::provider::error::CredentialsError;
+        let none = aws_credential_types::credential_fn::provide_credentials_fn(|| async {
+            Err(CredentialsError::not_loaded(
+                "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: not set",
+            ))
+        });
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .credentials_provider(none)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .force_path_style(true)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build();
+        let s = S3Store {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            ..refused()
+        };
+        let e = s.list("", Some("/"), None, None).await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Credentials, "{}", e.message);
+        assert!(!crate::store::retry::is_transient(e.kind));
+        assert_eq!(
+            e.message,
+            format!("list s3://b/: {}", super::NO_CREDENTIALS)
+        );
+        for source in [
+            "environment",
+            "config and credentials files",
+            "SSO",
+            "web identity",
+            "instance metadata",
+        ] {
+            assert!(e.message.contains(source), "{source}: {}", e.message);
+        }
+        assert_words(&e.message);
+        // A named profile the provider did not find is said as such.
+        let c = CredentialsError::not_loaded(
+            "no credentials found in chain. Attempted:\n  Profile: the credential provider was not enabled: profile `nope` was not defined: could not find source profile nope",
+        );
+        let d = super::describe(&c);
+        assert_eq!(d.kind, StoreErrorKind::Credentials);
+        assert_eq!(
+            d.words,
+            "AWS profile \"nope\" not found in the AWS config or credentials files"
+        );
+    }
+
+    #[test]
+    fn a_missing_profile_names_the_files_and_the_profiles_in_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(&config, "[profile work]\nregion = eu-west-1\n[default]\n").unwrap();
+        let creds = dir.path().join("no-credentials");
+        // The process environment is shared by the tests of this binary: only this
+        // test sets these two, and the others do not read them.
+        std::env::set_var("AWS_CONFIG_FILE", &config);
+        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &creds);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let missing = rt.block_on(super::check_profile("nope")).unwrap_err();
+        let found = rt.block_on(super::check_profile("work"));
+        std::env::remove_var("AWS_CONFIG_FILE");
+        std::env::remove_var("AWS_SHARED_CREDENTIALS_FILE");
+        assert!(found.is_ok(), "{found:?}");
+        assert_eq!(missing.kind, StoreErrorKind::Credentials);
+        assert_eq!(
+            missing.message,
+            format!(
+                "AWS profile \"nope\" not found in {} or {} (missing) (profiles there: default, work)",
+                config.display(),
+                creds.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_region_names_the_buckets_region() {
+        // S3's answer to a request signed for another region than the bucket's: a 301
+        // with the bucket's region in a header.
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.</Message><Endpoint>b.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>b</Bucket><RequestId>R</RequestId><HostId>H</HostId></Error>";
+        let reply = format!(
+            "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _) = serve(move |_| reply.clone()).await;
+        let e = S3Store::connect(&local(url))
+            .await
+            .list("", Some("/"), None, Some(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::WrongRegion, "{}", e.message);
+        assert_eq!(e.region.as_deref(), Some("eu-west-1"));
+        assert!(e.message.contains("PermanentRedirect"), "{}", e.message);
+        assert_words(&e.message);
+        // Or a 400 whose message names it.
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-south-1'</Message><Region>ap-south-1</Region></Error>";
+        let reply = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _) = serve(move |_| reply.clone()).await;
+        let e = S3Store::connect(&local(url))
+            .await
+            .list("", Some("/"), None, Some(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::WrongRegion, "{}", e.message);
+        assert_eq!(e.region.as_deref(), Some("ap-south-1"));
+    }
+
+    #[test]
+    fn the_chain_walk_renders_causes_in_words() {
+        #[derive(Debug)]
+        struct Layer(
+            &'static str,
+            Option<Box<dyn std::error::Error + Send + Sync>>,
+        );
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let chain = |levels: &[&'static str]| {
+            let mut e: Option<Box<dyn std::error::Error + Send + Sync>> = None;
+            for l in levels.iter().rev() {
+                e = Some(Box::new(Layer(l, e)));
+            }
+            e.unwrap()
+        };
+        let refused = chain(&[
+            "dispatch failure",
+            "io error",
+            "client error (Connect)",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ]);
+        assert_eq!(super::describe(&*refused).words, "connection refused");
+        // A Debug dump among the levels is left out; multi-line levels become one line.
+        let odd = chain(&[
+            "dispatch failure",
+            "Unknown { source: Some(X) }",
+            "first line\n   second line",
+        ]);
+        assert_eq!(
+            super::causes(&*odd),
+            "dispatch failure: first line; second line"
+        );
+        let d = super::describe(&*odd);
+        assert_eq!(d.kind, StoreErrorKind::Unreachable);
+        assert_eq!(d.words, "first line; second line");
+        let dns = chain(&[
+            "dispatch failure",
+            "io error",
+            "client error (Connect)",
+            "dns error",
+            "failed to lookup address information: Name or service not known",
+        ]);
+        let d = super::describe(&*dns);
+        assert!(
+            d.words.starts_with("the host name does not resolve"),
+            "{}",
+            d.words
+        );
+        assert_words(&d.words);
+        let uri = chain(&[
+            "dispatch failure",
+            "other",
+            "Custom endpoint `x y` was not a valid URI",
+        ]);
+        let d = super::describe(&*uri);
+        assert_eq!(d.kind, StoreErrorKind::Other);
+        assert_eq!(
+            d.words,
+            "invalid endpoint URL: Custom endpoint `x y` was not a valid URI"
+        );
+        let attempt = chain(&[
+            "request has timed out",
+            "operation attempt timeout (single attempt) occurred after 250ms",
+        ]);
+        let d = super::describe(&*attempt);
+        assert_eq!(d.kind, StoreErrorKind::TimedOut);
+        assert_eq!(d.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(d.words, "no answer within 0.25 s (--request-timeout)");
+    }
+
+    #[test]
+    fn durations_read_and_write() {
+        use super::{parse_debug_duration, seconds_text};
+        assert_eq!(parse_debug_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_debug_duration("1.5s)"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_debug_duration("250ms"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_debug_duration("3µs"), Some(Duration::from_micros(3)));
+        assert_eq!(parse_debug_duration("x"), None);
+        assert_eq!(seconds_text(Duration::from_secs(10)), "10 s");
+        assert_eq!(seconds_text(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(seconds_text(Duration::from_millis(250)), "0.25 s");
+    }
+
+    #[test]
+    fn uploads_and_server_side_copies_get_longer_attempts() {
+        let t = super::Timeouts::default();
+        assert_eq!(t.upload(0), Duration::from_secs(30));
+        assert_eq!(t.upload(8 << 20), Duration::from_secs(38));
+        assert_eq!(t.upload((8 << 20) + 1), Duration::from_secs(39));
+        assert_eq!(t.server_work(), Duration::from_secs(300));
+        // The mount-time checks: at most 10 s, or the connect timeout if longer.
+        assert_eq!(t.probe().request, Duration::from_secs(10));
+        let slow = super::Timeouts {
+            connect: Duration::from_secs(20),
+            request: Duration::from_secs(60),
+        };
+        assert_eq!(slow.probe().request, Duration::from_secs(20));
+        let short = super::Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(3),
+        };
+        assert_eq!(short.probe().request, Duration::from_secs(3));
+    }
+
+    /// A server on 127.0.0.1, on threads of its own, that answers every request 200
+    /// after `delay`.
+    fn slow_server(delay: Duration) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut c = c;
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match c.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match c.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..end + 4 + len);
+                        std::thread::sleep(delay);
+                        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\netag: \"e\"\r\n\r\n";
+                        if c.write_all(ok.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_upload_part_waits_longer_than_a_listing() {
+        // A server that takes 2 s to answer: longer than the request timeout of 1.5 s,
+        // within an upload's (1.5 s + 1 s per MiB).
+        let url = slow_server(Duration::from_secs(2));
+        let s = S3Store::connect(&quick(url)).await;
+        let part = s
+            .upload_part("k", "u", 1, Bytes::from(vec![0u8; 1 << 20]))
+            .await;
+        assert_eq!(part.unwrap(), "\"e\"");
+        let e = s.list("", Some("/"), None, None).await.unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::TimedOut, "{}", e.message);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use tracing::info;
 
 use super::account::{BucketInfo, Buckets};
 use super::counting::{CountingStore, Op, RequestStats};
-use super::s3::{map_err, to_system_time, S3Config, S3Store};
-use super::{ObjectStore, StoreErrorKind, StoreResult};
+use super::s3::{map_err, no_answer, to_system_time, S3Config, S3Store};
+use super::{ObjectStore, StoreResult};
 
 /// The buckets of the account the mount's credentials belong to.
 pub struct S3Buckets {
@@ -90,7 +90,11 @@ impl Buckets for S3Buckets {
             .await;
         match r {
             Ok(()) | Err((true, _)) => {
-                info!(bucket = name, region = ?self.region(), "created bucket");
+                info!(
+                    bucket = name,
+                    region = self.region().as_deref().unwrap_or("default"),
+                    "created bucket"
+                );
                 Ok(())
             }
             Err((false, e)) => Err(e),
@@ -128,7 +132,7 @@ impl Buckets for S3Buckets {
                 S3Store::connect(&cfg).await
             }
             Ok(_) => probe,
-            Err(e) if e.kind == StoreErrorKind::Unreachable => return Err(e),
+            Err(e) if no_answer(e.kind) => return Err(e),
             Err(_) => probe,
         };
         Ok(Arc::new(CountingStore::with_stats(
