@@ -401,6 +401,12 @@ pub struct MountArgs {
     /// Write logs to this file.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (ADDR is HOST:PORT, e.g.
+    /// 127.0.0.1:9464): S3 requests, errors, bytes and latency by operation, requests in
+    /// flight, cache hits and misses, open handles, bytes pending upload. Bound before
+    /// the mount: an address in use fails the mount.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Debug logging (RUST_LOG overrides the filter).
     #[arg(long)]
     pub debug: bool,

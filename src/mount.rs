@@ -101,6 +101,8 @@ struct Checked {
     sse_c_key: Option<[u8; 32]>,
     mountpoint: PathBuf,
     log: crate::logging::Destination,
+    /// `--metrics-addr`, bound.
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// Everything that can be checked without threads, before forking.
@@ -199,6 +201,11 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
         Some(p) => Some(crate::store::s3::read_sse_c_key(p)?),
         None => None,
     };
+    // Last: a failed check above leaves the port free.
+    let metrics = match &args.metrics_addr {
+        Some(a) => Some(crate::metrics::bind(a)?),
+        None => None,
+    };
     Ok(Checked {
         target,
         all_buckets,
@@ -206,6 +213,7 @@ fn check(args: &MountArgs) -> Result<Checked, String> {
         sse_c_key,
         mountpoint,
         log,
+        metrics,
     })
 }
 
@@ -615,7 +623,21 @@ fn serve(args: &MountArgs, c: &Checked, status: Option<&mut Option<File>>) -> Re
                 .join(", ")
         );
     }
+    let metrics = c.metrics.as_ref().map(|_| {
+        let m = Arc::new(crate::metrics::Metrics::new());
+        // A new RequestStats: nothing observes it yet.
+        let _ = stats.observe(m.clone());
+        m
+    });
     let fs = Arc::new(Filesystem::new(store, cfg, Some(stats)));
+    if let (Some(l), Some(m)) = (&c.metrics, metrics) {
+        let weak = Arc::downgrade(&fs);
+        let gauges = Arc::new(move || weak.upgrade().map(|f| f.gauges()).unwrap_or_default());
+        let _in_rt = rt.enter();
+        l.try_clone()
+            .and_then(|l| crate::metrics::serve(l, m, gauges))
+            .map_err(|e| format!("cannot serve the metrics: {e}"))?;
+    }
 
     let source = if c.all_buckets {
         "s3://".to_string()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::error::{Error, Result};
+use crate::store::counting::{Cache, RequestStats};
 use crate::store::{ObjectMeta, ObjectStore, StoreErrorKind, Tags};
 
 /// `None` = the key does not exist.
@@ -29,6 +30,8 @@ pub struct MetaCache<S> {
     tags: Option<moka::future::Cache<String, Arc<Tags>>>,
     /// Statahead results no lookup has used yet, with the listing pass that asked.
     ahead: moka::sync::Cache<String, (u64, HeadResult)>,
+    /// Where hits and misses are counted.
+    stats: Option<Arc<RequestStats>>,
 }
 
 impl<S: ObjectStore> MetaCache<S> {
@@ -54,6 +57,19 @@ impl<S: ObjectStore> MetaCache<S> {
             cache,
             tags,
             ahead,
+            stats: None,
+        }
+    }
+
+    /// Count hits and misses into `stats`.
+    pub fn with_stats(mut self, stats: Option<Arc<RequestStats>>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    fn counted(&self, hit: bool) {
+        if let Some(s) = &self.stats {
+            s.lookup(Cache::Metadata, hit);
         }
     }
 
@@ -75,11 +91,13 @@ impl<S: ObjectStore> MetaCache<S> {
         if let Some(c) = &self.cache {
             if let Some(m) = c.get(key).await {
                 self.ahead.invalidate(key);
+                self.counted(true);
                 return Ok(m);
             }
         }
         if let Some((p, m)) = self.ahead.remove(key) {
             if p == pass {
+                self.counted(true);
                 return Ok(m);
             }
         }
@@ -118,6 +136,7 @@ impl<S: ObjectStore> MetaCache<S> {
         let Some(c) = &self.cache else {
             let t = Instant::now();
             let r = Self::fetch(self.store.clone(), key.to_string()).await;
+            self.counted(false);
             return (r, Some(t.elapsed()));
         };
         let mut rtt = None;
@@ -130,6 +149,8 @@ impl<S: ObjectStore> MetaCache<S> {
             })
             .await
             .map_err(|e: Arc<Error>| (*e).clone());
+        // Answered by the cache, or by another caller's request: no request of its own.
+        self.counted(rtt.is_none());
         (r, rtt)
     }
 

@@ -209,6 +209,20 @@ pub(crate) struct OpenFile {
     pub opener: std::sync::atomic::AtomicU32,
 }
 
+/// What a mount holds open and has yet to upload, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Open file handles.
+    pub open_files: u64,
+    /// Open directory handles.
+    pub open_dirs: u64,
+    /// Files whose data is written and not yet durably in S3.
+    pub dirty_files: u64,
+    /// Their size in all: what close or fsync still has to upload (a streaming
+    /// upload's parts sent so far included).
+    pub pending_upload_bytes: u64,
+}
+
 /// The filesystem over one bucket (or one prefix of it).
 pub struct Filesystem<S> {
     store: Arc<S>,
@@ -258,8 +272,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let cfg_leftover_age = cfg.write.leftover_age;
         let statahead = Arc::new(Limiter::new(4.min(conc), conc / 4, conc));
         Filesystem {
-            meta: Arc::new(MetaCache::new(store.clone(), cfg.metadata_ttl)),
-            reader: Reader::new(store.clone(), cfg.prefetch),
+            meta: Arc::new(
+                MetaCache::new(store.clone(), cfg.metadata_ttl).with_stats(stats.clone()),
+            ),
+            reader: Reader::new(store.clone(), cfg.prefetch).with_stats(stats.clone()),
             inodes: InodeTable::new(&cfg.root_prefix, root).with_idle_cap(cfg.idle_inodes),
             writers: Mutex::new(HashMap::new()),
             writes_refused: Default::default(),
@@ -1515,6 +1531,18 @@ impl<S: ObjectStore> Filesystem<S> {
             ffree: 1 << 32,
             bsize: 4096,
             namelen: names::NAME_MAX as u32,
+        }
+    }
+
+    /// What is open and what is still to be uploaded, now (for the metrics).
+    pub fn gauges(&self) -> Gauges {
+        let writers: Vec<SharedWriter> = self.writers.lock().values().cloned().collect();
+        let pending: Vec<u64> = writers.iter().map(|w| w.pending_bytes()).collect();
+        Gauges {
+            open_files: self.files.lock().len() as u64,
+            open_dirs: self.dirs.lock().len() as u64,
+            dirty_files: pending.iter().filter(|b| **b > 0).count() as u64,
+            pending_upload_bytes: pending.iter().sum(),
         }
     }
 

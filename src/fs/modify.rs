@@ -4,6 +4,7 @@
 //! open takes a writer for the duration of the call and commits before returning.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -29,14 +30,23 @@ pub(crate) type SharedWriter = Arc<WriterCell>;
 pub(crate) struct WriterCell {
     change: Arc<tokio::sync::Mutex<()>>,
     state: Arc<tokio::sync::RwLock<Writer>>,
+    /// [`Writer::pending_bytes`] as of the last change, readable without a lock (for
+    /// the metrics: a commit may hold the writer for long).
+    pending: Arc<AtomicU64>,
 }
 
 impl WriterCell {
     pub(crate) fn new(w: Writer) -> SharedWriter {
         Arc::new(WriterCell {
             change: Arc::new(tokio::sync::Mutex::new(())),
+            pending: Arc::new(AtomicU64::new(w.pending_bytes())),
             state: Arc::new(tokio::sync::RwLock::new(w)),
         })
+    }
+
+    /// Bytes of this file not yet durably in S3, as of its last change.
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// The writer, to change it.
@@ -47,6 +57,7 @@ impl WriterCell {
             _change: change,
             state: Some(state),
             cell: self.state.clone(),
+            pending: self.pending.clone(),
         }
     }
 
@@ -58,6 +69,7 @@ impl WriterCell {
             _change: change,
             state: Some(state),
             cell: self.state.clone(),
+            pending: self.pending.clone(),
         })
     }
 }
@@ -68,6 +80,15 @@ pub(crate) struct WriterGuard {
     /// `None` only while [`WriterGuard::commit`] holds the writer shared.
     state: Option<tokio::sync::OwnedRwLockWriteGuard<Writer>>,
     cell: Arc<tokio::sync::RwLock<Writer>>,
+    pending: Arc<AtomicU64>,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if let Some(w) = &self.state {
+            self.pending.store(w.pending_bytes(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::ops::Deref for WriterGuard {

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::error::{Error, Result};
 use super::prefetch::{blocks_for, PrefetchConfig, Window};
+use crate::store::counting::{Cache, RequestStats};
 use crate::store::ObjectStore;
 
 type BlockKey = (Arc<str>, Arc<str>, u64);
@@ -31,6 +32,8 @@ pub struct Reader<S> {
     /// Prefetch memory budget in KiB permits.
     budget: Arc<Semaphore>,
     blocks: moka::future::Cache<BlockKey, Bytes>,
+    /// Where block cache hits and misses are counted.
+    stats: Option<Arc<RequestStats>>,
 }
 
 impl<S: ObjectStore> Reader<S> {
@@ -44,7 +47,14 @@ impl<S: ObjectStore> Reader<S> {
                 .max_capacity(cfg.block_cache.max(1))
                 .weigher(|_k: &BlockKey, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
                 .build(),
+            stats: None,
         }
+    }
+
+    /// Count block cache hits and misses into `stats`.
+    pub fn with_stats(mut self, stats: Option<Arc<RequestStats>>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Fetch `range` of `key` at `etag`, checking the length that came back.
@@ -288,6 +298,11 @@ impl ReadHandle {
             }
         });
         let got = futures::future::try_join_all(futs).await?;
+        if let Some(s) = &r.stats {
+            for (_, _, fetched) in &got {
+                s.lookup(Cache::Data, !*fetched);
+            }
+        }
         let data = copy_out(got.iter().map(|(r, d, _)| (r.clone(), d)), offset, end);
         let fresh = got
             .into_iter()

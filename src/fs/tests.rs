@@ -690,3 +690,59 @@ async fn ls_l_that_outlasts_the_ttl_lists_once_and_heads_each_file_once() {
     let heads = stats.snapshot(Op::HeadObject).requests;
     assert!(heads <= 1000 + 2, "{heads} HeadObject for 1,000 files");
 }
+
+/// Counts cache lookups, for the metrics' hit and miss counters.
+#[derive(Default)]
+struct Lookups(parking_lot::Mutex<Vec<(crate::store::counting::Cache, bool)>>);
+
+impl crate::store::counting::Observer for Lookups {
+    fn started(&self, _: Op) {}
+    fn finished(&self, _: Op, _: bool, _: u64, _: Duration) {}
+    fn ended(&self, _: Op) {}
+    fn lookup(&self, cache: crate::store::counting::Cache, hit: bool) {
+        self.0.lock().push((cache, hit));
+    }
+}
+
+impl Lookups {
+    fn count(&self, cache: crate::store::counting::Cache, hit: bool) -> usize {
+        self.0.lock().iter().filter(|l| **l == (cache, hit)).count()
+    }
+}
+
+#[tokio::test]
+async fn cache_lookups_are_counted_a_miss_per_request_and_a_hit_per_answer_without_one() {
+    use crate::store::counting::Cache;
+    let mem = MemoryStore::new();
+    mem.put("a.txt", "hello");
+    mem.put("big", vec![3u8; 16 << 20]);
+    let (fs, stats) = setup(mem, |c| c.metadata_ttl = Duration::from_secs(60));
+    let seen = Arc::new(Lookups::default());
+    assert!(stats.observe(seen.clone()).is_ok());
+    // Metadata: every HeadObject is a miss; a fresh answer from the cache is a hit.
+    let a = fs.lookup(ROOT_INO, b"a.txt").await.unwrap();
+    let heads = stats.snapshot(Op::HeadObject).requests as usize;
+    assert!(heads >= 1);
+    assert_eq!(seen.count(Cache::Metadata, false), heads);
+    fs.forget(a.ino, 1);
+    let again = fs.meta.head("a.txt").await.unwrap();
+    assert!(again.is_some());
+    assert_eq!(stats.snapshot(Op::HeadObject).requests as usize, heads);
+    assert_eq!(seen.count(Cache::Metadata, true), 1);
+    // Data: a random read's block is fetched once (a miss), then answered from the
+    // block cache (a hit), with no second GET.
+    let big = fs.lookup(ROOT_INO, b"big").await.unwrap();
+    let fh = fs.open(big.ino, libc::O_RDONLY).await.unwrap().fh;
+    let gets = stats.snapshot(Op::GetObject).requests;
+    let x = fs.read(fh, 9 << 20, 4096).await.unwrap();
+    assert_eq!(x.len(), 4096);
+    let fetched = stats.snapshot(Op::GetObject).requests - gets;
+    assert_eq!(fetched, 1);
+    assert_eq!(seen.count(Cache::Data, false), 1);
+    assert_eq!(seen.count(Cache::Data, true), 0);
+    let y = fs.read(fh, (9 << 20) + 8192, 4096).await.unwrap();
+    assert_eq!(y, x);
+    assert_eq!(stats.snapshot(Op::GetObject).requests - gets, 1);
+    assert_eq!(seen.count(Cache::Data, true), 1);
+    fs.release(fh).await.unwrap();
+}

@@ -223,6 +223,16 @@ impl Writer {
         empty_stream && self.stat.size == 0 && self.data_dirty && !self.unlinked
     }
 
+    /// Bytes that a commit still has to make durable: the whole file while its data
+    /// is changed and not yet in S3 (a streaming upload's parts sent so far included).
+    pub fn pending_bytes(&self) -> u64 {
+        if self.data_dirty && !self.unlinked {
+            self.stat.size
+        } else {
+            0
+        }
+    }
+
     pub fn is_dirty(&self) -> bool {
         !self.unlinked && (self.data_dirty || self.meta_dirty)
     }

@@ -2,11 +2,13 @@
 //! operation, with bytes moved, errors, and the peak number in flight at once. The counts
 //! are what tests and benchmarks assert on (they are deterministic, unlike timings), and
 //! what a user sees through the `user.bucketfs.stats` xattr, SIGUSR1 and the unmount log.
+//! An [`Observer`] (the Prometheus exporter) hears every request and cache lookup as
+//! it happens, with its latency, unaffected by [`RequestStats::reset`].
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -120,13 +122,65 @@ pub struct OpSnapshot {
     pub max_in_flight: u64,
 }
 
+/// The caches whose lookups are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// HeadObject results (attributes), for the metadata TTL.
+    Metadata,
+    /// Blocks of object data read at random offsets.
+    Data,
+}
+
+impl Cache {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cache::Metadata => "metadata",
+            Cache::Data => "data",
+        }
+    }
+}
+
+/// Hears every request and cache lookup as it happens.
+pub trait Observer: Send + Sync {
+    /// A request of `op` was sent.
+    fn started(&self, op: Op);
+    /// It was answered, failed or not, after `took`, having moved `bytes` of body.
+    fn finished(&self, op: Op, failed: bool, bytes: u64, took: Duration);
+    /// It is no longer in flight: answered, or dropped unanswered (its caller gave up).
+    fn ended(&self, op: Op);
+    /// A lookup in `cache` found what it looked for (`hit`) or had to ask S3.
+    fn lookup(&self, cache: Cache, hit: bool);
+}
+
 /// Counters for every operation; shared by the store wrapper and whoever reports them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestStats {
     ops: [OpCounters; Op::ALL.len()],
+    observer: OnceLock<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for RequestStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestStats")
+            .field("ops", &self.ops)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestStats {
+    /// Tell `o` of every request and cache lookup from now on (once: a second observer
+    /// is refused, and handed back).
+    pub fn observe(&self, o: Arc<dyn Observer>) -> Result<(), Arc<dyn Observer>> {
+        self.observer.set(o)
+    }
+
+    /// Count one lookup in `cache`.
+    pub fn lookup(&self, cache: Cache, hit: bool) {
+        if let Some(o) = self.observer.get() {
+            o.lookup(cache, hit);
+        }
+    }
+
     fn counters(&self, op: Op) -> &OpCounters {
         &self.ops[op.index()]
     }
@@ -215,10 +269,15 @@ impl RequestStats {
         c.requests.fetch_add(1, Ordering::Relaxed);
         let now = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         c.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        let observer = self.observer.get().map(Arc::as_ref);
+        if let Some(o) = observer {
+            o.started(op);
+        }
         InFlight {
             c,
             op,
             started: Instant::now(),
+            observer,
         }
     }
 }
@@ -244,6 +303,7 @@ struct InFlight<'a> {
     c: &'a OpCounters,
     op: Op,
     started: Instant,
+    observer: Option<&'a dyn Observer>,
 }
 
 impl InFlight<'_> {
@@ -254,7 +314,11 @@ impl InFlight<'_> {
     }
 
     fn finish_with(self, failure: Option<&str>, bytes: u64, key: &str) {
-        let us = self.started.elapsed().as_micros() as u64;
+        let took = self.started.elapsed();
+        if let Some(o) = self.observer {
+            o.finished(self.op, failure.is_some(), bytes, took);
+        }
+        let us = took.as_micros() as u64;
         match failure {
             None => trace!(op = self.op.name(), key, bytes, us, "request"),
             Some(message) => {
@@ -268,6 +332,9 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        if let Some(o) = self.observer {
+            o.ended(self.op);
+        }
         self.c.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
