@@ -663,84 +663,49 @@ fn eager_endpoint(reply: &'static str) -> String {
     url
 }
 
+/// `bucketfs mount bkt` at `url` with `args` fails within `within`, with the one line
+/// that the endpoint did not answer within `waited`; the line.
+fn assert_no_answer(
+    home: &Home,
+    url: &str,
+    args: &[&str],
+    waited: &str,
+    within: Duration,
+) -> String {
+    let mut all = vec!["--endpoint-url", url];
+    all.extend(args);
+    let start = Instant::now();
+    let o = home.mount("bkt", &all, CREDS);
+    let took = start.elapsed();
+    let err = assert_mount_error(
+        &o,
+        &format!("the S3 endpoint {url} did not answer within {waited}"),
+    );
+    assert!(took < within, "{took:?}: {err}");
+    err
+}
+
 #[test]
 fn offline_an_endpoint_that_accepts_and_never_answers_fails_the_mount_within_15_s() {
     let home = Home::new();
     let url = silent_endpoint();
-    let start = Instant::now();
     // No --region: the region lookup (HeadBucket) is the request that waits.
-    let o = home.mount("bkt", &["--endpoint-url", &url], CREDS);
-    let took = start.elapsed();
-    let err = assert_mount_error(
-        &o,
-        &format!("the S3 endpoint {url} did not answer within 10 s"),
-    );
-    assert!(took < Duration::from_secs(15), "{took:?}: {err}");
+    let err = assert_no_answer(&home, &url, &[], "10 s", Duration::from_secs(15));
     assert!(err.contains("--request-timeout"), "{err}");
     // --connect-timeout and --request-timeout shorten the wait, and the line says so.
-    let start = Instant::now();
-    let o = home.mount(
-        "bkt",
-        &[
-            "--endpoint-url",
-            &url,
-            "--region",
-            "us-east-1",
-            "--request-timeout",
-            "2",
-        ],
-        CREDS,
-    );
-    assert_mount_error(
-        &o,
-        &format!("the S3 endpoint {url} did not answer within 2 s"),
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        start.elapsed()
-    );
+    let args = ["--region", "us-east-1", "--request-timeout", "2"];
+    assert_no_answer(&home, &url, &args, "2 s", Duration::from_secs(8));
 }
 
 #[test]
 fn offline_an_endpoint_that_never_accepts_fails_the_mount_within_15_s() {
     let home = Home::new();
     let (url, _listener, _fill) = full_endpoint();
-    let start = Instant::now();
-    let o = home.mount(
-        "bkt",
-        &["--endpoint-url", &url, "--region", "us-east-1"],
-        CREDS,
-    );
-    let took = start.elapsed();
-    let err = assert_mount_error(
-        &o,
-        &format!("the S3 endpoint {url} did not answer within 10 s"),
-    );
-    assert!(took < Duration::from_secs(15), "{took:?}: {err}");
-    let start = Instant::now();
-    let o = home.mount(
-        "bkt",
-        &[
-            "--endpoint-url",
-            &url,
-            "--region",
-            "us-east-1",
-            "--connect-timeout",
-            "1",
-        ],
-        CREDS,
-    );
-    let err = assert_mount_error(
-        &o,
-        &format!("the S3 endpoint {url} did not answer within 1 s"),
-    );
+    let args = ["--region", "us-east-1"];
+    assert_no_answer(&home, &url, &args, "10 s", Duration::from_secs(15));
+    let args = ["--region", "us-east-1", "--connect-timeout", "1"];
+    let err = assert_no_answer(&home, &url, &args, "1 s", Duration::from_secs(6));
     assert!(err.contains("--connect-timeout"), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 #[test]

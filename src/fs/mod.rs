@@ -1536,13 +1536,18 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// What is open and what is still to be uploaded, now (for the metrics).
     pub fn gauges(&self) -> Gauges {
-        let writers: Vec<SharedWriter> = self.writers.lock().values().cloned().collect();
-        let pending: Vec<u64> = writers.iter().map(|w| w.pending_bytes()).collect();
+        let (mut dirty_files, mut pending_upload_bytes) = (0, 0);
+        // Atomic loads only: the lock is held for no longer than the walk.
+        for w in self.writers.lock().values() {
+            let b = w.pending_bytes();
+            dirty_files += u64::from(b > 0);
+            pending_upload_bytes += b;
+        }
         Gauges {
             open_files: self.files.lock().len() as u64,
             open_dirs: self.dirs.lock().len() as u64,
-            dirty_files: pending.iter().filter(|b| **b > 0).count() as u64,
-            pending_upload_bytes: pending.iter().sum(),
+            dirty_files,
+            pending_upload_bytes,
         }
     }
 

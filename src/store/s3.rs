@@ -2258,37 +2258,39 @@ mod tests {
         );
     }
 
+    /// The error of a one-key listing at a server that answers `status` with the XML
+    /// error `body` and `headers` (each ending in CRLF).
+    async fn listing_error(status: &str, headers: &str, body: &str) -> crate::store::StoreError {
+        let reply = format!(
+            "HTTP/1.1 {status}\r\n{headers}content-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _) = serve(move |_| reply.clone()).await;
+        S3Store::connect(&local(url))
+            .await
+            .list("", Some("/"), None, Some(1))
+            .await
+            .unwrap_err()
+    }
+
     #[tokio::test]
     async fn a_wrong_region_names_the_buckets_region() {
         // S3's answer to a request signed for another region than the bucket's: a 301
         // with the bucket's region in a header.
         let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint. Please send all future requests to this endpoint.</Message><Endpoint>b.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>b</Bucket><RequestId>R</RequestId><HostId>H</HostId></Error>";
-        let reply = format!(
-            "HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let (url, _) = serve(move |_| reply.clone()).await;
-        let e = S3Store::connect(&local(url))
-            .await
-            .list("", Some("/"), None, Some(1))
-            .await
-            .unwrap_err();
+        let e = listing_error(
+            "301 Moved Permanently",
+            "x-amz-bucket-region: eu-west-1\r\n",
+            body,
+        )
+        .await;
         assert_eq!(e.kind, StoreErrorKind::WrongRegion, "{}", e.message);
         assert_eq!(e.region.as_deref(), Some("eu-west-1"));
         assert!(e.message.contains("PermanentRedirect"), "{}", e.message);
         assert_words(&e.message);
         // Or a 400 whose message names it.
         let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-south-1'</Message><Region>ap-south-1</Region></Error>";
-        let reply = format!(
-            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let (url, _) = serve(move |_| reply.clone()).await;
-        let e = S3Store::connect(&local(url))
-            .await
-            .list("", Some("/"), None, Some(1))
-            .await
-            .unwrap_err();
+        let e = listing_error("400 Bad Request", "", body).await;
         assert_eq!(e.kind, StoreErrorKind::WrongRegion, "{}", e.message);
         assert_eq!(e.region.as_deref(), Some("ap-south-1"));
     }
